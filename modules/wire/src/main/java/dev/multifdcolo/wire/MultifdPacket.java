@@ -84,12 +84,12 @@ public final class MultifdPacket {
     }
 
     /**
-     * Steps 4-6 of §3.7 (page counts). With {@code framing == LEGACY} the zero_pages word is
-     * reserved and treated as 0 whatever it holds.
+     * Steps 4-6 of §3.7 (page counts). 7.2 leaves the zero_pages word at 0 (reserved, zeroed
+     * at allocation and never written), so reading it is right for both versions.
      *
      * @return the number of zero pages this packet lists
      */
-    public int checkCounts(Framing framing) {
+    public int checkCounts() {
         int alloc = pagesAlloc();
         int normal = normalPages();
         // unsigned compares: a negative int is a huge u32 on the wire
@@ -98,9 +98,6 @@ public final class MultifdPacket {
                 Integer.toUnsignedString(alloc), Wire.PAGES_PER_PACKET);
         ProtocolException.check(Integer.compareUnsigned(normal, alloc) <= 0, Rule.PACKET_NORMAL_PAGES,
                 "received packet with %s normal pages, pages_alloc is %d", Integer.toUnsignedString(normal), alloc);
-        if (framing == Framing.LEGACY) {
-            return 0;
-        }
         int zero = zeroPages();
         ProtocolException.check(Integer.compareUnsigned(zero, alloc - normal) <= 0, Rule.PACKET_ZERO_PAGES,
                 "received packet with %s zero pages, at most %d remain after %d normal pages",

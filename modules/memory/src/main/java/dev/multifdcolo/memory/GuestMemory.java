@@ -1,0 +1,149 @@
+package dev.multifdcolo.memory;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The guest RAM image of one incoming migration: the blocks of the source's MEM_SIZE list, each
+ * backed by a zeroed {@link MemorySegment}. Created only after the list was checked against the
+ * configured maximum, so a wire-supplied size never allocates more than the operator allowed.
+ */
+public final class GuestMemory implements AutoCloseable {
+    private final Arena arena;
+    private final List<RamBlock> blocks;
+    private final Map<String, RamBlock> byName;
+    private final long total;
+
+    private GuestMemory(Arena arena, List<RamBlock> blocks) {
+        this.arena = arena;
+        this.blocks = Collections.unmodifiableList(blocks);
+        Map<String, RamBlock> m = new LinkedHashMap<>();
+        long t = 0;
+        for (RamBlock b : blocks) {
+            m.put(b.name(), b);
+            t += b.length();
+        }
+        this.byName = m;
+        this.total = t;
+    }
+
+    /**
+     * Allocates the blocks after checking them: positive page-multiple lengths, unique names,
+     * total at most {@code maxTotalBytes}.
+     */
+    public static GuestMemory allocate(List<BlockSpec> specs, long maxTotalBytes, Backing backing)
+            throws MemoryLimitException {
+        long total = 0;
+        java.util.Set<String> names = new java.util.HashSet<>();
+        for (BlockSpec s : specs) {
+            if (s.length() % Pages.SIZE != 0) {
+                throw new MemoryLimitException("block " + s.name() + " length " + s.length() + " is not a page multiple");
+            }
+            if (!names.add(s.name())) {
+                throw new MemoryLimitException("block " + s.name() + " listed twice");
+            }
+            total += s.length();
+            if (total > maxTotalBytes || total < 0) {
+                throw new MemoryLimitException("RAM of " + total + "+ bytes exceeds the limit of " + maxTotalBytes + " bytes");
+            }
+        }
+        Arena arena = Arena.ofShared();
+        List<RamBlock> blocks = new ArrayList<>();
+        try {
+            int i = 0;
+            for (BlockSpec s : specs) {
+                MemorySegment seg = switch (backing) {
+                    case Backing.Anonymous a -> arena.allocate(s.length(), Pages.SIZE);
+                    case Backing.Files f -> mapFile(f.directory().resolve(fileName(s.name())), s.length(), arena);
+                };
+                blocks.add(new RamBlock(i++, s.name(), s.length(), seg));
+            }
+        } catch (RuntimeException | OutOfMemoryError e) {
+            arena.close();
+            throw e;
+        }
+        return new GuestMemory(arena, blocks);
+    }
+
+    /** A file name for a block: RAMBlock ids may contain '/' and ':' (e.g. "0000:00:02.0/vga.vram"). */
+    public static String fileName(String blockName) {
+        StringBuilder sb = new StringBuilder();
+        for (char c : blockName.toCharArray()) {
+            sb.append(Character.isLetterOrDigit(c) || c == '.' || c == '-' || c == '_' ? c : '_');
+        }
+        return sb.append(".img").toString();
+    }
+
+    private static MemorySegment mapFile(Path file, long length, Arena arena) {
+        try {
+            Files.createDirectories(file.getParent());
+            try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
+                    StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+                return ch.map(FileChannel.MapMode.READ_WRITE, 0, length, arena);
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot map " + file, e);
+        }
+    }
+
+    public List<RamBlock> blocks() {
+        return blocks;
+    }
+
+    /** @return the block, or null if the source never announced it */
+    public RamBlock block(String name) {
+        return byName.get(name);
+    }
+
+    public long totalBytes() {
+        return total;
+    }
+
+    /** SHA-256 of one block's guest image, hex. */
+    public static String sha256(MemorySegment image) {
+        MessageDigest md = sha256();
+        long chunk = 1 << 20;
+        for (long off = 0; off < image.byteSize(); off += chunk) {
+            md.update(image.asSlice(off, Math.min(chunk, image.byteSize() - off)).asByteBuffer());
+        }
+        return HexFormat.of().formatHex(md.digest());
+    }
+
+    /** One digest over every block's name, length and content, in list order. */
+    public String digest() {
+        MessageDigest md = sha256();
+        for (RamBlock b : blocks) {
+            md.update(b.name().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            md.update((byte) 0);
+            md.update(HexFormat.of().parseHex(sha256(b.guest())));
+        }
+        return HexFormat.of().formatHex(md.digest());
+    }
+
+    private static MessageDigest sha256() {
+        try {
+            return MessageDigest.getInstance("SHA-256");
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+    @Override
+    public void close() {
+        arena.close();
+    }
+}
