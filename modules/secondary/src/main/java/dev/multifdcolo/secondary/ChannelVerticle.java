@@ -1,0 +1,51 @@
+package dev.multifdcolo.secondary;
+
+import dev.multifdcolo.secondary.net.Connection;
+import io.vertx.core.Future;
+import io.vertx.core.VerticleBase;
+import io.vertx.core.internal.net.NetSocketInternal;
+import io.vertx.core.net.NetServer;
+import io.vertx.core.net.NetServerOptions;
+
+/**
+ * Accepts the channels of one replica port. Deployed with N instances, Vert.x shares the port
+ * among them and spreads connections over their event loops, so a migration's main channel and
+ * its multifd channels are decoded on different cores.
+ */
+public final class ChannelVerticle extends VerticleBase {
+    /** Socket buffers large enough for several channels to match one channel's throughput. */
+    public static final int SOCKET_BUFFER = 1 << 20;
+
+    private final Replica replica;
+    private NetServer server;
+
+    public ChannelVerticle(Replica replica) {
+        this.replica = replica;
+    }
+
+    @Override
+    public Future<?> start() {
+        ReplicaConfig cfg = replica.config();
+        NetServerOptions options = new NetServerOptions()
+                .setHost(cfg.host())
+                .setPort(cfg.port())
+                .setTcpNoDelay(true)            // we write return-path and COLO replies on the main channel
+                .setTcpQuickAck(true)
+                .setReceiveBufferSize(SOCKET_BUFFER)
+                .setReuseAddress(true)
+                .setAcceptBacklog(256);
+        server = vertx.createNetServer(options)
+                .connectHandler(so -> new Connection(replica, (NetSocketInternal) so, context));
+        return server.listen();
+    }
+
+    /** The bound port (useful with port 0 in tests). */
+    public int actualPort() {
+        return server.actualPort();
+    }
+
+    @Override
+    public Future<?> stop() {
+        return server == null ? Future.succeededFuture() : server.close();
+    }
+}

@@ -1,0 +1,117 @@
+package dev.multifdcolo.secondary;
+
+import dev.multifdcolo.secondary.net.Connection;
+import dev.multifdcolo.wire.ProtocolException;
+import dev.multifdcolo.wire.Rule;
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
+
+import java.util.ArrayDeque;
+import java.util.EnumMap;
+import java.util.Map;
+import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Consumer;
+
+/**
+ * A replica: one port, at most one incoming migration at a time. Shared by every instance of the
+ * {@link ChannelVerticle} listening on its port, so all its methods are thread-safe.
+ */
+public final class Replica {
+    private final ReplicaConfig config;
+    private IncomingMigration current;
+    private final ArrayDeque<Promise<MigrationResult>> waiters = new ArrayDeque<>();
+    private final Map<Rule, LongAdder> rejections = new EnumMap<>(Rule.class);
+    private final LongAdder completed = new LongAdder();
+    private final LongAdder failed = new LongAdder();
+    private volatile Consumer<IncomingMigration> onSessionStart = s -> { };
+
+    public Replica(ReplicaConfig config) {
+        this.config = config;
+        for (Rule r : Rule.values()) {
+            rejections.put(r, new LongAdder());
+        }
+    }
+
+    public String name() {
+        return config.name();
+    }
+
+    public ReplicaConfig config() {
+        return config;
+    }
+
+    /** Observer for new sessions (progress reporting, metrics). */
+    public void onSessionStart(Consumer<IncomingMigration> c) {
+        this.onSessionStart = c;
+    }
+
+    /** The session a newly classified connection belongs to; creates one if none is active. */
+    public IncomingMigration sessionFor(Connection c) {
+        IncomingMigration s;
+        Promise<MigrationResult> waiter;
+        synchronized (this) {
+            if (current != null && !current.finished()) {
+                return current;
+            }
+            IncomingMigration[] holder = new IncomingMigration[1];
+            s = new IncomingMigration(config, () -> ended(holder[0]));
+            holder[0] = s;
+            current = s;
+            waiter = waiters.poll();
+        }
+        onSessionStart.accept(s);
+        s.outcome().onComplete(ar -> {
+            if (ar.succeeded()) {
+                completed.increment();
+            } else {
+                failed.increment();
+                if (ar.cause() instanceof MigrationFailedException m && m.rule() != null) {
+                    rejections.get(m.rule()).increment();
+                }
+            }
+        });
+        if (waiter != null) {
+            s.outcome().onComplete(waiter);
+        }
+        return s;
+    }
+
+    private synchronized void ended(IncomingMigration s) {
+        if (current == s) {
+            current = null;
+        }
+    }
+
+    /** The outcome of the next migration to start on this port (or the one running now, if any). */
+    public Future<MigrationResult> nextMigration() {
+        synchronized (this) {
+            if (current != null && !current.finished()) {
+                return current.outcome();
+            }
+            Promise<MigrationResult> p = Promise.promise();
+            waiters.add(p);
+            return p.future();
+        }
+    }
+
+    public synchronized IncomingMigration current() {
+        return current;
+    }
+
+    /** A connection refused before it joined a session (bad magic, ...). */
+    public void countRejection(ProtocolException e) {
+        rejections.get(e.rule()).increment();
+    }
+
+    public long rejections(Rule r) {
+        return rejections.get(r).sum();
+    }
+
+    public long completed() {
+        return completed.sum();
+    }
+
+    public long failed() {
+        return failed.sum();
+    }
+}

@@ -1,0 +1,273 @@
+package dev.multifdcolo.secondary.net;
+
+import dev.multifdcolo.secondary.IncomingMigration;
+import dev.multifdcolo.secondary.Replica;
+import dev.multifdcolo.secondary.stream.Progress;
+import dev.multifdcolo.wire.ProtocolException;
+import dev.multifdcolo.wire.Rule;
+import dev.multifdcolo.wire.Wire;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
+import io.vertx.core.Context;
+import io.vertx.core.internal.net.NetSocketInternal;
+
+import java.nio.ByteBuffer;
+import java.util.ArrayDeque;
+import java.util.logging.Logger;
+
+/**
+ * One accepted TCP connection of a replica port. It reads Netty {@link ByteBuf}s directly
+ * ({@link NetSocketInternal#messageHandler}), so received bytes are never copied into Vert.x heap
+ * buffers: decoders copy pages straight from the socket buffer into guest memory.
+ *
+ * <p>Lifecycle: classify by the first 4 bytes (QEVM → main, 0x11223344 → multifd, §1.2), then
+ * feed a decoder. A decoder may pause (sync barrier): the socket stops being read and unconsumed
+ * bytes stay queued until {@link #resumeDecoding()}. Everything runs on this connection's event
+ * loop; other threads go through {@link #runOnLoop}.
+ */
+public final class Connection {
+    private static final Logger LOG = Logger.getLogger(Connection.class.getName());
+
+    /** What reads this connection's bytes once it is classified. */
+    public interface Decoder {
+        Progress feed(ByteBuffer in);
+
+        void onClose();
+    }
+
+    private final Replica replica;
+    private final NetSocketInternal socket;
+    private final Context context;
+    private final ArrayDeque<ByteBuf> pending = new ArrayDeque<>();
+    private int pendingBytes;
+    private IncomingMigration session;
+    private Decoder decoder;
+    private boolean paused;
+    private boolean closed;
+    private boolean rejected;
+    private int channelId = -1;
+
+    public Connection(Replica replica, NetSocketInternal socket, Context context) {
+        this.replica = replica;
+        this.socket = socket;
+        this.context = context;
+        socket.messageHandler(this::onMessage);
+        socket.closeHandler(v -> onClosed());
+        socket.exceptionHandler(e -> LOG.fine(() -> "socket error from " + remote() + ": " + e));
+    }
+
+    public String remote() {
+        return String.valueOf(socket.remoteAddress());
+    }
+
+    public void channelId(int id) {
+        this.channelId = id;
+    }
+
+    private void onMessage(Object msg) {
+        if (!(msg instanceof ByteBuf buf)) {
+            return;
+        }
+        if (closed || rejected) {
+            buf.release();
+            return;
+        }
+        int n = buf.readableBytes();
+        if (session != null) {
+            session.countBytes(channelId, n);
+        }
+        pending.add(buf);
+        pendingBytes += n;
+        if (decoder == null) {
+            classify();
+        } else if (!paused) {
+            drain();
+        }
+    }
+
+    /** Peeks the first 4 bytes without consuming them (§1.2). */
+    private void classify() {
+        if (pendingBytes < 4) {
+            return;
+        }
+        int magic = 0;
+        int got = 0;
+        for (ByteBuf b : pending) {
+            for (int i = b.readerIndex(); i < b.writerIndex() && got < 4; i++, got++) {
+                magic = (magic << 8) | (b.getByte(i) & 0xff);
+            }
+        }
+        IncomingMigration s;
+        if (magic == Wire.QEVM_MAGIC) {
+            s = replica.sessionFor(this);
+            if (s == null) {
+                return;
+            }
+            session = s;
+            session.countBytes(-1, pendingBytes);
+            s.attachMain(this);
+        } else if (magic == Wire.MULTIFD_MAGIC) {
+            s = replica.sessionFor(this);
+            if (s == null) {
+                return;
+            }
+            session = s;
+            session.countBytes(-1, pendingBytes);
+            s.attachMultifd(this);
+        } else {
+            reject(new ProtocolException(Rule.CHANNEL_MAGIC,
+                    String.format("connection from %s starts with 0x%08x, neither QEVM nor multifd", remote(), magic)));
+        }
+    }
+
+    /** Called by the session once classified. */
+    public void start(Decoder d) {
+        this.decoder = d;
+        if (!rejected) {
+            drain();
+        }
+    }
+
+    /** Closes this connection with a logged reason; does not touch any session. */
+    public void reject(ProtocolException e) {
+        rejected = true;
+        replica.countRejection(e);
+        LOG.warning(() -> replica.name() + ": rejected connection " + remote() + ": " + e.getMessage());
+        releasePending();
+        socket.close();
+    }
+
+    private void drain() {
+        while (!paused && !pending.isEmpty() && !closed && !rejected) {
+            ByteBuf b = pending.peekFirst();
+            ByteBuffer nio = b.nioBufferCount() == 1 ? b.internalNioBuffer(b.readerIndex(), b.readableBytes()) : b.nioBuffer();
+            int before = nio.position();
+            Progress p;
+            try {
+                p = decoder.feed(nio);
+            } catch (ProtocolException e) {
+                session.fail(e);
+                return;
+            } catch (RuntimeException e) {
+                session.fail(e);
+                return;
+            }
+            int used = nio.position() - before;
+            b.skipBytes(used);
+            pendingBytes -= used;
+            if (!b.isReadable()) {
+                pending.pollFirst().release();
+            }
+            if (p == Progress.PAUSED || p == Progress.DONE) {
+                pause();
+                return;
+            }
+        }
+    }
+
+    /**
+     * Stops reading the socket. Netty's auto-read is switched off directly (rather than Vert.x's
+     * pause(), which queues inside Vert.x): the kernel's receive window then pushes back on the
+     * source, and what was already read waits in {@link #pending}, in order, ahead of any close.
+     */
+    private void pause() {
+        if (!paused) {
+            paused = true;
+            socket.channelHandlerContext().channel().config().setAutoRead(false);
+        }
+    }
+
+    /** Resumes a decoder that paused at a barrier (must run on this connection's loop). */
+    public void resumeDecoding() {
+        if (!paused || rejected) {
+            return;
+        }
+        paused = false;
+        drain();
+        if (paused) {
+            return;
+        }
+        if (closeSeen) {
+            finishClose();       // the peer closed while we were paused: handle it now, in order
+        } else {
+            socket.channelHandlerContext().channel().config().setAutoRead(true);
+        }
+    }
+
+    /** Barrier release from another channel's thread. */
+    public void resumeFromOtherThread() {
+        runOnLoop(this::resumeDecoding);
+    }
+
+    public void runOnLoop(Runnable r) {
+        context.runOnContext(v -> r.run());
+    }
+
+    /** Writes bytes on this socket (return path, COLO replies). */
+    public void write(ByteBuffer b) {
+        ByteBuf out = Unpooled.wrappedBuffer(b);
+        if (context.isEventLoopContext() && Context.isOnEventLoopThread() && io.vertx.core.Vertx.currentContext() == context) {
+            socket.writeMessage(out);
+        } else {
+            runOnLoop(() -> socket.writeMessage(out));
+        }
+    }
+
+    /** Closes once queued writes are flushed. */
+    public void closeAfterWrites() {
+        runOnLoop(() -> {
+            releasePending();
+            socket.close();
+        });
+    }
+
+    private boolean closeSeen;
+
+    private void onClosed() {
+        if (closeSeen) {
+            return;
+        }
+        closeSeen = true;
+        if (decoder == null || rejected) {
+            closed = true;
+            releasePending();
+            return;
+        }
+        if (paused) {
+            return;              // bytes queued behind a barrier still belong to the stream
+        }
+        finishClose();
+    }
+
+    private void finishClose() {
+        if (closed) {
+            return;
+        }
+        closed = true;
+        // Bytes still queued behind a barrier are part of the stream: a close is only clean at a
+        // record boundary with nothing left.
+        boolean leftover = !pending.isEmpty();
+        releasePending();
+        try {
+            if (leftover && !session.finished()) {
+                throw new ProtocolException(Rule.CHANNEL_TRUNCATED, "connection " + remote() + " closed with unread bytes");
+            }
+            decoder.onClose();
+        } catch (ProtocolException e) {
+            session.fail(e);
+            return;
+        } catch (RuntimeException e) {
+            session.fail(e);
+            return;
+        }
+        session.connectionClosed(this);
+    }
+
+    private void releasePending() {
+        ByteBuf b;
+        while ((b = pending.pollFirst()) != null) {
+            b.release();
+        }
+        pendingBytes = 0;
+    }
+}
