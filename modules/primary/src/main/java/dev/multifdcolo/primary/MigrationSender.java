@@ -228,7 +228,12 @@ public final class MigrationSender implements AutoCloseable {
             }
         } catch (IOException | RuntimeException e) {
             state = State.FAILED;
+            IOException report = e instanceof MigrationException me && me.getMessage().startsWith("destination")
+                    ? me : explain(e);
             close();
+            if (report != null) {
+                throw report;
+            }
             throw e;
         }
         phase = "done";
@@ -438,29 +443,34 @@ public final class MigrationSender implements AutoCloseable {
         }
     }
 
-    /** Turns a main-channel error into a one-line MigrationException, preferring a SHUT(1) or channel failure. */
+    /**
+     * Turns a failure into a one-line MigrationException naming the phase, preferring what the
+     * destination said (SHUT) and a multifd channel's own error over the main channel's symptom.
+     */
     private IOException explain(Exception e) {
-        if (e instanceof MigrationException me) {
-            return me;
+        String cause;
+        if (returnPath != null && returnPath.shut().isDone() && !returnPath.shut().isCompletedExceptionally()
+                && returnPath.shut().join() != 0) {
+            cause = "destination reported a failed migration (return-path SHUT " + returnPath.shut().join() + ")";
+        } else if (e instanceof MigrationException me) {
+            cause = me.getMessage();
+        } else if (multifd != null && multifdFailure() != null) {
+            cause = multifdFailure();
+        } else if (e instanceof IOException io) {
+            cause = "main channel: " + describe(io);
+        } else {
+            return null;
         }
-        if (returnPath != null && returnPath.shut().isDone() && !returnPath.shut().isCompletedExceptionally()) {
-            int v = returnPath.shut().join();
-            if (v != 0) {
-                return new MigrationException("destination reported a failed migration (return-path SHUT " + v
-                        + ") during " + phase, e);
-            }
+        return new MigrationException(phase + " failed: " + cause, e);
+    }
+
+    private String multifdFailure() {
+        try {
+            multifd.checkFailure();
+            return null;
+        } catch (IOException channel) {
+            return channel.getMessage();
         }
-        if (multifd != null) {
-            try {
-                multifd.checkFailure();
-            } catch (IOException channel) {
-                return channel;
-            }
-        }
-        if (e instanceof IOException io) {
-            return new MigrationException("main channel failed during " + phase + ": " + describe(io), io);
-        }
-        return null;
     }
 
     @Override
@@ -474,12 +484,19 @@ public final class MigrationSender implements AutoCloseable {
         }
     }
 
+    /** One line for an I/O failure, with a hint when the peer went away. */
     static String describe(Throwable t) {
         if (t instanceof ClosedChannelException) {
             return "connection closed";
         }
         String m = t.getMessage();
-        return m == null || m.isBlank() ? t.getClass().getSimpleName() : m;
+        if (m == null || m.isBlank()) {
+            return t.getClass().getSimpleName();
+        }
+        if (m.contains("Broken pipe") || m.contains("Connection reset")) {
+            return "connection closed by the destination (" + m + "); it probably rejected the stream";
+        }
+        return m.replace('\n', ' ');
     }
 
     static String hostPort(InetSocketAddress a) {

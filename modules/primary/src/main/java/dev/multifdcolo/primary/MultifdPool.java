@@ -208,7 +208,8 @@ final class MultifdPool implements AutoCloseable {
     void checkFailure() throws IOException {
         Throwable t = failure.get();
         if (t != null) {
-            throw new MigrationException("multifd channel failed: " + MigrationSender.describe(t), t);
+            throw new MigrationException(t instanceof MigrationException ? t.getMessage()
+                    : "multifd: " + MigrationSender.describe(t), t);
         }
     }
 
