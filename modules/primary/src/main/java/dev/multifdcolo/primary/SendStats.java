@@ -46,7 +46,8 @@ public record SendStats(String phase, long mainBytes, long multifdBytes, long no
                 packets, syncs, elapsedSeconds(), human((long) bytesPerSecond()), human((long) guestBytesPerSecond()));
     }
 
-    static String human(long bytes) {
+    /** "1.5 MiB" style. */
+    public static String human(long bytes) {
         if (bytes < 1024) {
             return bytes + " B";
         }
