@@ -18,7 +18,9 @@ import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SocketChannel;
 import java.time.Duration;
 import java.util.BitSet;
+import java.util.IdentityHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
@@ -67,6 +69,8 @@ public final class MigrationSender implements AutoCloseable {
     private State state = State.CONNECTED;
     /** The multifd job being filled by the sending thread. */
     private MultifdPool.Job batch;
+    /** Block names as multifd packets carry them, encoded once. */
+    private final Map<RamBlock, byte[]> names = new IdentityHashMap<>();
 
     private MigrationSender(SenderConfig cfg, GuestMemory memory, SocketChannel main, StreamWriter out,
                             MultifdPool multifd, ReturnPathReader returnPath, long startNanos) {
@@ -205,7 +209,6 @@ public final class MigrationSender implements AutoCloseable {
             out.flush();
         });
         state = State.COMPLETED;
-        progress(true);
     }
 
     /**
@@ -350,8 +353,6 @@ public final class MigrationSender implements AutoCloseable {
             flushBatch();
         }
     }
-
-    private final java.util.Map<RamBlock, byte[]> names = new java.util.IdentityHashMap<>();
 
     private byte[] blockName(RamBlock block) {
         return names.computeIfAbsent(block, b -> PacketWriter.blockName(b.name()));
