@@ -7,7 +7,6 @@ import dev.multifdcolo.wire.MultifdPacket;
 import dev.multifdcolo.wire.ProtocolException;
 import dev.multifdcolo.wire.Rule;
 import dev.multifdcolo.wire.Wire;
-import dev.multifdcolo.wire.compress.PageCompressor;
 import dev.multifdcolo.wire.compress.PageDecompressor;
 
 import java.lang.foreign.MemorySegment;
@@ -71,7 +70,7 @@ public final class MultifdChannelDecoder {
         this.sink = sink;
         this.listener = listener;
         this.maxCompressed = compression == Compression.NONE ? 0
-                : PageCompressor.maxCompressedSize(compression, Wire.MULTIFD_PACKET_SIZE);
+                : PageDecompressor.MAX_PAYLOAD_SIZE;   // QEMU's own receive buffer: 2 x packet size
         gather.expect(Wire.HELLO_LEN);
     }
 

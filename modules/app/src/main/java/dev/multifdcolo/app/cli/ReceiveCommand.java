@@ -1,0 +1,144 @@
+package dev.multifdcolo.app.cli;
+
+import dev.multifdcolo.app.Transports;
+import dev.multifdcolo.memory.Backing;
+import dev.multifdcolo.secondary.ChannelVerticle;
+import dev.multifdcolo.secondary.HostPort;
+import dev.multifdcolo.secondary.ImageWriter;
+import dev.multifdcolo.secondary.IncomingMigration;
+import dev.multifdcolo.secondary.MigrationFailedException;
+import dev.multifdcolo.secondary.MigrationResult;
+import dev.multifdcolo.secondary.MigrationStats;
+import dev.multifdcolo.secondary.Replica;
+import dev.multifdcolo.secondary.ReplicaConfig;
+import dev.multifdcolo.secondary.Sizes;
+import dev.multifdcolo.secondary.stream.FlushMode;
+import dev.multifdcolo.wire.Compression;
+import io.vertx.core.DeploymentOptions;
+import io.vertx.core.Vertx;
+import io.vertx.core.VertxOptions;
+import io.vertx.core.json.JsonObject;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.concurrent.Callable;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.TimeoutException;
+
+/** {@code receive}: accept one incoming migration on a port and write the image to a directory. */
+@Command(name = "receive", mixinStandardHelpOptions = true,
+        description = "Accept one migration (plain or multifd) like `qemu -incoming tcp:HOST:PORT`, write the RAM image, exit.")
+public final class ReceiveCommand implements Callable<Integer> {
+
+    @Option(names = "--listen", required = true, description = "HOST:PORT to listen on (port 0 = any; the port is printed)")
+    String listen;
+
+    @Option(names = "--multifd-channels", defaultValue = "0",
+            description = "QEMU's multifd-channels; 0 = multifd off (default ${DEFAULT-VALUE})")
+    int channels;
+
+    @Option(names = "--multifd-compression", defaultValue = "none", description = "none, zlib or zstd")
+    String compression;
+
+    @Option(names = "--flush-mode", defaultValue = "auto",
+            description = "multifd sync pairing: legacy (QEMU 7.2: EOS), modern (8.1+: MULTIFD_FLUSH) or auto")
+    String flushMode;
+
+    @Option(names = "--uuid", description = "expected VM UUID in the multifd hellos (default all zero, like no -uuid)")
+    String uuid;
+
+    @Option(names = "--max-ram", defaultValue = "64G", description = "refuse sources announcing more RAM (${DEFAULT-VALUE})")
+    String maxRam;
+
+    @Option(names = "--backing-dir", description = "map each RAMBlock from a file in this directory instead of anonymous memory")
+    Path backingDir;
+
+    @Option(names = "--out", required = true, description = "directory for one file per RAMBlock, device-state.bin, manifest.json")
+    Path out;
+
+    @Option(names = "--instances", defaultValue = "0", description = "channel verticle instances (event loops); 0 = cores")
+    int instances;
+
+    @Option(names = "--transport", defaultValue = "auto", description = "auto, io_uring, epoll or nio")
+    String transport;
+
+    @Option(names = "--timeout", defaultValue = "0", description = "give up after this many seconds (0 = wait forever)")
+    long timeoutSeconds;
+
+    @Option(names = "--quiet", description = "no progress lines")
+    boolean quiet;
+
+    @Override
+    public Integer call() throws Exception {
+        PrintStream err = System.err;
+        HostPort hp = HostPort.parse(listen);
+        ReplicaConfig cfg;
+        try {
+            cfg = ReplicaConfig.defaults("receive", hp.host(), hp.port())
+                    .withMultifd(channels)
+                    .withCompression(Compression.fromQemuName(compression))
+                    .withFlushMode(FlushMode.parse(flushMode))
+                    .withUuid(ReplicaConfig.parseUuid(uuid))
+                    .withLimits(Sizes.parse(maxRam), ReplicaConfig.DEFAULT_MAX_DEVICE_STATE, ReplicaConfig.DEFAULT_MAX_VMDESC)
+                    .withBacking(backingDir == null ? Backing.anonymous() : Backing.files(backingDir));
+        } catch (IllegalArgumentException e) {
+            err.println("error: " + e.getMessage());
+            return 2;
+        }
+        int n = instances > 0 ? instances : Math.max(1, Runtime.getRuntime().availableProcessors());
+        Vertx vertx = Transports.vertx(transport, new VertxOptions().setEventLoopPoolSize(Math.max(n, 1)));
+        try {
+            // bind once to learn the port (port 0), then share it among the other instances
+            Replica probe = new Replica(cfg);
+            ChannelVerticle first = new ChannelVerticle(probe);
+            vertx.deployVerticle(first).await();
+            int port = first.actualPort();
+            Replica replica = probe;
+            if (n > 1) {
+                ReplicaConfig bound = cfg.withPort(port);
+                vertx.deployVerticle(() -> new ChannelVerticle(replica), new DeploymentOptions().setInstances(n - 1)).await();
+                assert bound.port() == port;
+            }
+            System.out.println("listening on " + new HostPort(hp.host(), port) + " (multifd-channels " + channels
+                    + ", compression " + compression + ", flush-mode " + flushMode + ", " + n + " event loops)");
+            System.out.flush();
+            var next = replica.nextMigration();
+            long timer = quiet ? -1 : vertx.setPeriodic(1000, id -> progress(replica, err));
+            MigrationResult r;
+            try {
+                var f = next.toCompletionStage().toCompletableFuture();
+                r = timeoutSeconds > 0 ? f.get(timeoutSeconds, TimeUnit.SECONDS) : f.get();
+            } catch (ExecutionException e) {
+                Throwable c = e.getCause();
+                err.println("rejected: " + (c instanceof MigrationFailedException m ? m.getCause().getMessage() : String.valueOf(c)));
+                return 1;
+            } catch (TimeoutException e) {
+                err.println("timeout: no complete migration within " + timeoutSeconds + " s");
+                return 3;
+            } finally {
+                if (timer >= 0) {
+                    vertx.cancelTimer(timer);
+                }
+            }
+            JsonObject manifest = ImageWriter.write(r, out);
+            MigrationStats s = r.stats();
+            System.out.println("received " + r.memory().totalBytes() + " bytes of RAM in " + r.memory().blocks().size()
+                    + " block(s), machine " + r.machine() + ": " + s);
+            System.out.println("wrote " + out.toAbsolutePath() + " (digest " + manifest.getString("digest") + ")");
+            r.memory().close();
+            return 0;
+        } finally {
+            vertx.close().await();
+        }
+    }
+
+    private static void progress(Replica replica, PrintStream err) {
+        IncomingMigration s = replica.current();
+        if (s != null && !s.finished()) {
+            err.println("progress: " + s.stats());
+        }
+    }
+}
