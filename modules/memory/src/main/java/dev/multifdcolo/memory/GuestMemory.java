@@ -100,6 +100,62 @@ public final class GuestMemory implements AutoCloseable {
         }
     }
 
+    /**
+     * Allocates a zeroed COLO cache and a clear dirty bitmap for every block (§9.5). The cache
+     * uses the same backing as the guest image (a file-backed replica gets {@code NAME.cache}).
+     */
+    public synchronized void enableColo(Backing backing) {
+        for (RamBlock b : blocks) {
+            if (b.cache() != null) {
+                continue;
+            }
+            MemorySegment seg = switch (backing) {
+                case Backing.Anonymous a -> arena.allocate(b.length(), Pages.SIZE);
+                case Backing.Files f -> mapFile(f.directory().resolve(fileName(b.name()) + ".cache"), b.length(), arena);
+            };
+            b.enableColo(seg);
+        }
+    }
+
+    public boolean coloEnabled() {
+        return !blocks.isEmpty() && blocks.get(0).cache() != null;
+    }
+
+    /** Pages marked dirty in every block's COLO bitmap. */
+    public long dirtyPages() {
+        long n = 0;
+        for (RamBlock b : blocks) {
+            if (b.bitmap() != null) {
+                n += b.bitmap().dirtyPages();
+            }
+        }
+        return n;
+    }
+
+    /**
+     * A fast digest of the guest images (CRC32C per block, combined with names and lengths):
+     * cheap enough to log at every COLO commit; not a cryptographic hash.
+     */
+    public String fastDigest() {
+        return fastDigest(false);
+    }
+
+    /** {@link #fastDigest()} of the COLO caches instead of the guest images. */
+    public String fastDigest(boolean caches) {
+        java.util.zip.CRC32C all = new java.util.zip.CRC32C();
+        for (RamBlock b : blocks) {
+            MemorySegment s = caches ? b.cache() : b.guest();
+            java.util.zip.CRC32C c = new java.util.zip.CRC32C();
+            long chunk = 1 << 22;
+            for (long off = 0; off < s.byteSize(); off += chunk) {
+                c.update(s.asSlice(off, Math.min(chunk, s.byteSize() - off)).asByteBuffer());
+            }
+            all.update(b.name().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            all.update(java.nio.ByteBuffer.allocate(16).putLong(b.length()).putLong(c.getValue()).flip());
+        }
+        return String.format("%08x", all.getValue());
+    }
+
     public List<RamBlock> blocks() {
         return blocks;
     }

@@ -13,6 +13,8 @@ public final class RamBlock {
     private final long length;
     private final MemorySegment guest;
     private final int index;
+    private volatile MemorySegment cache;
+    private volatile DirtyBitmap bitmap;
 
     RamBlock(int index, String name, long length, MemorySegment guest) {
         this.index = index;
@@ -41,6 +43,21 @@ public final class RamBlock {
     /** The guest image: what a QEMU destination would hold in this block's RAM. */
     public MemorySegment guest() {
         return guest;
+    }
+
+    /** The COLO cache (the primary's memory as last received), or null when COLO is off (§9.5). */
+    public MemorySegment cache() {
+        return cache;
+    }
+
+    /** The COLO dirty bitmap, or null when COLO is off. */
+    public DirtyBitmap bitmap() {
+        return bitmap;
+    }
+
+    void enableColo(MemorySegment cacheSegment) {
+        this.bitmap = new DirtyBitmap(pages());
+        this.cache = cacheSegment;
     }
 
     /** Zeroes one page of the guest image. */
