@@ -14,8 +14,10 @@ import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.StandardSocketOptions;
+import java.nio.ByteBuffer;
 import java.nio.channels.ClosedChannelException;
 import java.nio.channels.SocketChannel;
+import java.nio.channels.WritableByteChannel;
 import java.time.Duration;
 import java.util.BitSet;
 import java.util.IdentityHashMap;
@@ -24,6 +26,7 @@ import java.util.Map;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.TimeoutException;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The primary side of a QEMU live migration: a long-lived session over one main channel and
@@ -71,10 +74,17 @@ public final class MigrationSender implements AutoCloseable {
     private MultifdPool.Job batch;
     /** Block names as multifd packets carry them, encoded once. */
     private final Map<RamBlock, byte[]> names = new IdentityHashMap<>();
+    /** Bytes the main socket accepted (counted as written, for the stall watchdog). */
+    private final LongAdder mainWritten;
+    /** True while an API call is sending: only then does a lack of progress count as a stall. */
+    private volatile boolean busy;
+    private volatile boolean closed;
+    private volatile String stallMessage;
 
     private MigrationSender(SenderConfig cfg, GuestMemory memory, SocketChannel main, StreamWriter out,
-                            MultifdPool multifd, ReturnPathReader returnPath, long startNanos) {
+                            LongAdder mainWritten, MultifdPool multifd, ReturnPathReader returnPath, long startNanos) {
         this.cfg = cfg;
+        this.mainWritten = mainWritten;
         this.memory = memory;
         this.main = main;
         this.out = out;
@@ -104,7 +114,8 @@ public final class MigrationSender implements AutoCloseable {
         MultifdPool pool = null;
         ReturnPathReader rp = null;
         try {
-            StreamWriter out = StreamWriter.toChannel(main, MAIN_BUFFER);
+            LongAdder written = new LongAdder();
+            StreamWriter out = StreamWriter.toChannel(counting(main, written), MAIN_BUFFER);
             out.header().configuration(cfg.machine());
             if (cfg.returnPath()) {
                 out.openReturnPath().ping(1);
@@ -117,7 +128,9 @@ public final class MigrationSender implements AutoCloseable {
             if (cfg.multifd()) {
                 pool = MultifdPool.open(cfg);
             }
-            return new MigrationSender(cfg, memory, main, out, pool, rp, t0);
+            MigrationSender sender = new MigrationSender(cfg, memory, main, out, written, pool, rp, t0);
+            sender.startWatchdog();
+            return sender;
         } catch (IOException | RuntimeException e) {
             if (pool != null) {
                 pool.close();
@@ -144,6 +157,68 @@ public final class MigrationSender implements AutoCloseable {
             closeQuietly(sc);
             throw new MigrationException("cannot connect to " + hostPort(address) + ": " + describe(e), e);
         }
+    }
+
+    private static WritableByteChannel counting(SocketChannel ch, LongAdder counter) {
+        return new WritableByteChannel() {
+            @Override
+            public int write(ByteBuffer src) throws IOException {
+                int n = ch.write(src);
+                counter.add(n);
+                return n;
+            }
+
+            @Override
+            public boolean isOpen() {
+                return ch.isOpen();
+            }
+
+            @Override
+            public void close() throws IOException {
+                ch.close();
+            }
+        };
+    }
+
+    /**
+     * Watches for a destination that stopped reading while we send (blocking writes would wait
+     * forever): with mismatched framing a QEMU destination parks its channel threads at a barrier
+     * that never comes and simply stops reading, it reports nothing.
+     */
+    private void startWatchdog() {
+        Duration limit = cfg.stallTimeout();
+        if (limit == null || limit.isZero() || limit.isNegative()) {
+            return;
+        }
+        long limitNanos = limit.toNanos();
+        Thread.ofPlatform().name("migration-watchdog").daemon().start(() -> {
+            long last = -1;
+            long since = System.nanoTime();
+            while (!closed) {
+                try {
+                    Thread.sleep(Math.min(200, Math.max(10, limit.toMillis() / 10)));
+                } catch (InterruptedException e) {
+                    return;
+                }
+                long now = System.nanoTime();
+                long progress = mainWritten.sum() + (multifd == null ? 0 : multifd.bytes.sum());
+                if (!busy || progress != last) {
+                    last = progress;
+                    since = now;
+                    continue;
+                }
+                if (now - since >= limitNanos) {
+                    stallMessage = "the destination stopped reading (nothing could be written for "
+                            + limit.toMillis() / 1000.0 + " s); check that framing, multifd channels, compression "
+                            + "and capabilities match it (e.g. legacy framing into a modern destination hangs)";
+                    if (multifd != null) {
+                        multifd.fail(new MigrationException(stallMessage));
+                    }
+                    closeQuietly(main);
+                    return;
+                }
+            }
+        });
     }
 
     // ------------------------------------------------------------------ precopy phases
@@ -220,7 +295,12 @@ public final class MigrationSender implements AutoCloseable {
         phase = "finish";
         try {
             if (multifd != null) {
-                multifd.stop();
+                busy = true;
+                try {
+                    multifd.stop();
+                } finally {
+                    busy = false;
+                }
             }
             if (returnPath != null) {
                 int value = awaitShut();
@@ -431,6 +511,7 @@ public final class MigrationSender implements AutoCloseable {
         if (state == State.FAILED) {
             throw new IllegalStateException("the session has failed");
         }
+        busy = true;
         try {
             a.run();
         } catch (IOException | RuntimeException e) {
@@ -441,6 +522,8 @@ public final class MigrationSender implements AutoCloseable {
                 throw report;
             }
             throw e;
+        } finally {
+            busy = false;
         }
     }
 
@@ -450,7 +533,9 @@ public final class MigrationSender implements AutoCloseable {
      */
     private IOException explain(Exception e) {
         String cause;
-        if (returnPath != null && returnPath.shut().isDone() && !returnPath.shut().isCompletedExceptionally()
+        if (stallMessage != null) {
+            cause = stallMessage;
+        } else if (returnPath != null && returnPath.shut().isDone() && !returnPath.shut().isCompletedExceptionally()
                 && returnPath.shut().join() != 0) {
             cause = "destination reported a failed migration (return-path SHUT " + returnPath.shut().join() + ")";
         } else if (e instanceof MigrationException me) {
@@ -476,6 +561,7 @@ public final class MigrationSender implements AutoCloseable {
 
     @Override
     public void close() {
+        closed = true;
         if (multifd != null) {
             multifd.close();
         }

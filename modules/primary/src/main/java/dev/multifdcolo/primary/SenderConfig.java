@@ -29,6 +29,9 @@ import java.util.function.Consumer;
  * @param socketSendBuffer  SO_SNDBUF for every socket
  * @param connectTimeout    per-connection connect timeout
  * @param shutTimeout       how long to wait for the destination's SHUT after the stream
+ * @param stallTimeout      fail when no byte could be written for this long while sending (a
+ *                          destination that stopped reading: typically a framing or capability
+ *                          mismatch, which QEMU does not detect); null or zero = wait forever
  * @param queueDepth        packets queued per multifd channel
  * @param progress          called on the sending thread with a fresh snapshot (may be null)
  * @param progressInterval  minimum time between two progress calls inside a section
@@ -36,7 +39,7 @@ import java.util.function.Consumer;
 public record SenderConfig(InetSocketAddress address, Framing framing, int multifdChannels, Compression compression,
                            int zlibLevel, int zstdLevel, boolean returnPath, byte[] uuid, String machine,
                            NoneMachine devices, int socketSendBuffer, Duration connectTimeout, Duration shutTimeout,
-                           int queueDepth, Consumer<SendStats> progress, Duration progressInterval) {
+                           Duration stallTimeout, int queueDepth, Consumer<SendStats> progress, Duration progressInterval) {
 
     public SenderConfig {
         Objects.requireNonNull(address, "address");
@@ -115,6 +118,7 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
         b.socketSendBuffer = socketSendBuffer;
         b.connectTimeout = connectTimeout;
         b.shutTimeout = shutTimeout;
+        b.stallTimeout = stallTimeout;
         b.queueDepth = queueDepth;
         b.progress = progress;
         b.progressInterval = progressInterval;
@@ -136,6 +140,7 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
         private int socketSendBuffer = 1 << 20;
         private Duration connectTimeout = Duration.ofSeconds(10);
         private Duration shutTimeout = Duration.ofSeconds(30);
+        private Duration stallTimeout = Duration.ofSeconds(30);
         private int queueDepth = 2;
         private Consumer<SendStats> progress;
         private Duration progressInterval = Duration.ofMillis(500);
@@ -159,6 +164,7 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
         public Builder socketSendBuffer(int bytes) { this.socketSendBuffer = bytes; return this; }
         public Builder connectTimeout(Duration d) { this.connectTimeout = d; return this; }
         public Builder shutTimeout(Duration d) { this.shutTimeout = d; return this; }
+        public Builder stallTimeout(Duration d) { this.stallTimeout = d; return this; }
         public Builder queueDepth(int d) { this.queueDepth = d; return this; }
         public Builder progress(Consumer<SendStats> p) { this.progress = p; return this; }
         public Builder progressInterval(Duration d) { this.progressInterval = d; return this; }
@@ -167,7 +173,7 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
             NoneMachine dev = devices != null ? devices
                     : NoneMachine.of(framing == Framing.LEGACY ? NoneMachine.Flavor.QEMU_7_2 : NoneMachine.Flavor.QEMU_11_1);
             return new SenderConfig(address, framing, multifdChannels, compression, zlibLevel, zstdLevel, returnPath,
-                    uuid, machine, dev, socketSendBuffer, connectTimeout, shutTimeout, queueDepth, progress,
+                    uuid, machine, dev, socketSendBuffer, connectTimeout, shutTimeout, stallTimeout, queueDepth, progress,
                     progressInterval);
         }
     }

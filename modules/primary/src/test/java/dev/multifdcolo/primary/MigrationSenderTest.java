@@ -222,4 +222,33 @@ class MigrationSenderTest {
             assertTrue(ratio > 0.2 && ratio < 0.3, "zero ratio " + ratio);
         }
     }
+
+    /** A destination that accepts every connection but never reads: the watchdog ends the wait. */
+    @Test
+    void destinationThatStopsReadingIsReportedAsAStall() throws Exception {
+        try (ServerSocket ss = new ServerSocket(0, 50, java.net.InetAddress.getLoopbackAddress());
+             GuestMemory mem = GuestImages.generate(64L << 20, 1, 0.0)) {
+            List<java.net.Socket> held = new CopyOnWriteArrayList<>();
+            Thread.ofPlatform().daemon().start(() -> {
+                try {
+                    while (true) {
+                        held.add(ss.accept());
+                    }
+                } catch (IOException ignored) {
+                    // server closed
+                }
+            });
+            long t0 = System.nanoTime();
+            try (MigrationSender s = MigrationSender.connect(SenderConfig.builder("127.0.0.1", ss.getLocalPort())
+                    .multifd(2).stallTimeout(Duration.ofMillis(800)).build(), mem)) {
+                MigrationException e = assertThrows(MigrationException.class, s::migrate);
+                assertTrue(e.getMessage().contains("stopped reading"), e.getMessage());
+                assertFalse(e.getMessage().contains("\n"));
+            }
+            assertTrue(System.nanoTime() - t0 < 10_000_000_000L, "detected within seconds");
+            for (java.net.Socket h : held) {
+                h.close();
+            }
+        }
+    }
 }

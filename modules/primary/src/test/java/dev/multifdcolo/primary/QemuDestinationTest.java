@@ -232,4 +232,23 @@ class QemuDestinationTest {
             System.out.println("QEMU 7.2 said: " + dst.log().strip());
         }
     }
+
+    /**
+     * QEMU-11.1-NOTES §5 says a 7.2 (legacy) source into an 11.1 destination left modern
+     * "completes and loses every multifd page". With more data than the socket buffers hold it
+     * does not even complete: the destination's channel threads wait after their SYNC for a
+     * MULTIFD_FLUSH that never comes and stop reading. Our watchdog turns the hang into an error.
+     */
+    @Test
+    void legacyFramingIntoModernQemu111StallsAndIsReported() throws Exception {
+        Setup setup = new Setup("11.1", Framing.LEGACY, 4, Compression.NONE, false, false);
+        try (GuestMemory mem = GuestImages.generate(RAM, 3, 0.0); Qemu dst = destination(setup);
+             MigrationSender s = MigrationSender.connect(sender(setup, dst.qmp().incomingPort())
+                     .stallTimeout(Duration.ofSeconds(2)).build(), mem)) {
+            dev.multifdcolo.primary.MigrationException e =
+                    assertThrows(dev.multifdcolo.primary.MigrationException.class, s::migrate);
+            assertTrue(e.getMessage().contains("stopped reading"), e.getMessage());
+            System.out.println("sender error: " + e.getMessage());
+        }
+    }
 }

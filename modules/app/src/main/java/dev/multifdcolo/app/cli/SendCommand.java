@@ -85,6 +85,10 @@ public final class SendCommand implements Callable<Integer> {
     @Option(names = "--shut-timeout", defaultValue = "60", description = "seconds to wait for SHUT with --return-path (default ${DEFAULT-VALUE})")
     long shutTimeout;
 
+    @Option(names = "--stall-timeout", defaultValue = "30",
+            description = "fail when the destination stops reading for this many seconds; 0 = wait forever (default ${DEFAULT-VALUE})")
+    long stallTimeout;
+
     @Option(names = "--quiet", description = "no progress lines")
     boolean quiet;
 
@@ -159,7 +163,8 @@ public final class SendCommand implements Callable<Integer> {
                 .returnPath(returnPath).machine(machine)
                 .devices(new NoneMachine(f == Framing.LEGACY ? NoneMachine.Flavor.QEMU_7_2 : NoneMachine.Flavor.QEMU_11_1,
                         runState, 0, 0))
-                .shutTimeout(Duration.ofSeconds(shutTimeout));
+                .shutTimeout(Duration.ofSeconds(shutTimeout))
+                .stallTimeout(Duration.ofSeconds(stallTimeout));
         if (uuid != null) {
             b.uuid(uuid);
         }
