@@ -251,4 +251,25 @@ class QemuDestinationTest {
             System.out.println("sender error: " + e.getMessage());
         }
     }
+
+    /** The multifd hellos carry the VM UUID; a destination started with {@code -uuid} checks it. */
+    @ParameterizedTest(name = "QEMU {0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"7.2", "11.1"})
+    void multifdHelloCarriesTheConfiguredUuid(String version) throws Exception {
+        String uuid = "00112233-4455-6677-8899-aabbccddeeff";
+        Framing framing = version.equals("7.2") ? Framing.LEGACY : Framing.MODERN;
+        Setup setup = new Setup(version, framing, 2, Compression.NONE, false, false);
+        try (GuestMemory mem = GuestImages.generate(RAM, 11, 0.5);
+             Qemu dst = Qemu.builder(binary(version)).name("dst-uuid").args(Qemu.MINIMAL_MACHINE)
+                     .args("-uuid", uuid, "-incoming", "defer").start()) {
+            dst.qmp().setCapabilities(Map.of("multifd", true));
+            dst.qmp().setParameters(new JsonObject().put("multifd-channels", 2));
+            dst.qmp().migrateIncoming("tcp:127.0.0.1:0");
+            try (MigrationSender s = MigrationSender.connect(sender(setup, dst.qmp().incomingPort()).uuid(uuid).build(),
+                    mem)) {
+                s.migrate();
+            }
+            assertLoaded(dst, mem);
+        }
+    }
 }
