@@ -5,9 +5,9 @@ import dev.multifdcolo.wire.ReturnPath;
 import java.io.IOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.ReadableByteChannel;
+import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
-import java.util.List;
 
 /**
  * Reads the destination's return-path messages (PROTOCOL.md §8.1: be16 type, be16 length, body)
@@ -103,9 +103,5 @@ final class ReturnPathReader implements Runnable {
             first = false;
         }
         return true;
-    }
-
-    void join(long millis) throws InterruptedException {
-        thread.join(millis);
     }
 }
