@@ -1,57 +1,101 @@
 package dev.multifdcolo.secondary;
 
 import dev.multifdcolo.memory.BlockSpec;
+import dev.multifdcolo.memory.ColoFlush;
 import dev.multifdcolo.memory.GuestMemory;
 import dev.multifdcolo.memory.MemoryLimitException;
 import dev.multifdcolo.memory.RamBlock;
+import dev.multifdcolo.secondary.colo.Checkpoint;
+import dev.multifdcolo.secondary.colo.ColoChannel;
+import dev.multifdcolo.secondary.colo.MemoryJob;
+import dev.multifdcolo.secondary.colo.MemoryWorkerVerticle;
 import dev.multifdcolo.secondary.net.Connection;
 import dev.multifdcolo.secondary.stream.MainStreamDecoder;
 import dev.multifdcolo.secondary.stream.MultifdChannelDecoder;
+import dev.multifdcolo.secondary.stream.Progress;
 import dev.multifdcolo.secondary.stream.RamSink;
+import dev.multifdcolo.wire.ColoMessage;
 import dev.multifdcolo.wire.Command;
 import dev.multifdcolo.wire.ProtocolException;
 import dev.multifdcolo.wire.ReturnPath;
 import dev.multifdcolo.wire.Rule;
+import dev.multifdcolo.wire.Wire;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
-import io.vertx.core.buffer.Buffer;
+import io.vertx.core.Vertx;
+import io.vertx.core.eventbus.Message;
 
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.function.Consumer;
 import java.util.logging.Level;
 import java.util.logging.Logger;
 
 /**
  * One incoming migration on one replica port: the main channel plus {@code multifd-channels}
  * channels, tied together by the port and the hello's channel id. Owns the decoders, the sync
- * barrier, the guest memory, and the outcome.
+ * barrier, the guest memory, and — for a COLO replica — the cache, the checkpoints and failover.
  *
- * <p>Channels live on different event loops. Page data never crosses threads: each channel's
- * decoder copies its pages from its socket buffers into the image on its own loop. Cross-channel
- * state (binding, the barrier, failure) is small and guarded.
+ * <p>Channels live on different event loops. Page data never crosses threads on the hot path:
+ * each channel's decoder copies its pages from its socket buffers into the image (or the COLO
+ * cache) on its own loop and records the dirty bitmap there, lock-free. Memcpy work of COLO
+ * (precopy mirroring, checkpoint flush) goes to worker verticles over the event bus.
+ *
+ * <p>COLO invariant: nothing of checkpoint <i>k</i> reaches the guest image before checkpoint
+ * <i>k</i> was received in full (RAM and device state); a failover at any point keeps the image of
+ * the last committed checkpoint.
  */
 public final class IncomingMigration implements RamSink {
     private static final Logger LOG = Logger.getLogger(IncomingMigration.class.getName());
 
+    /** Where received pages go (§9.6). */
+    public enum Mode { PLAIN, COLO_PRECOPY, COLO_STATE }
+
+    /** Lifecycle as shown in status. */
+    public enum Phase { PRECOPY, ENTERING_COLO, COLO, COMPLETED, FAILED, FAILED_OVER }
+
     private final ReplicaConfig cfg;
+    private final Vertx vertx;
     private final Promise<MigrationResult> outcome = Promise.promise();
     private final SyncBarrier barrier;
     private final MigrationStats stats;
     private final Connection[] channels;
     private final List<Connection> connections = new ArrayList<>();
     private final AtomicBoolean finished = new AtomicBoolean();
+    private final Runnable onEnd;
+    private final List<Consumer<Checkpoint>> commitListeners = new CopyOnWriteArrayList<>();
     private volatile GuestMemory memory;
+    private volatile Mode mode = Mode.PLAIN;
+    private volatile Phase phase = Phase.PRECOPY;
     private Connection main;
     private MainStreamDecoder mainDecoder;
     private volatile boolean returnPath;
     private volatile String machine;
-    private final Runnable onEnd;
+    private String vmdesc;
+    // COLO
+    private final Outstanding mirrors = new Outstanding();
+    private ColoChannel colo;
+    private volatile long epoch = -1;
+    private volatile byte[] committedBlob;
+    private volatile Checkpoint lastCheckpoint;
+    private volatile String failoverReason;
+    private long heartbeatTimer = -1;
+    private long requestNanos;
+    private long sendNanos;
+    private long transferNanos;
+    private volatile boolean flushing;
+    private volatile String pendingFailover;
+    private volatile boolean liveState;
+    private final List<Connection> gated = new ArrayList<>();
 
-    IncomingMigration(ReplicaConfig cfg, Runnable onEnd) {
+    IncomingMigration(ReplicaConfig cfg, Vertx vertx, Runnable onEnd) {
         this.cfg = cfg;
+        this.vertx = vertx;
         this.onEnd = onEnd;
         this.barrier = new SyncBarrier(cfg.multifdChannels());
         this.stats = new MigrationStats(cfg.multifdChannels());
@@ -70,6 +114,32 @@ public final class IncomingMigration implements RamSink {
         return cfg;
     }
 
+    public Phase phase() {
+        return phase;
+    }
+
+    public Mode mode() {
+        return mode;
+    }
+
+    /** Last committed checkpoint epoch (0 = precopy image), -1 before COLO. */
+    public long epoch() {
+        return epoch;
+    }
+
+    public Checkpoint lastCheckpoint() {
+        return lastCheckpoint;
+    }
+
+    public String failoverReason() {
+        return failoverReason;
+    }
+
+    /** Observer of every COLO commit (metrics, tests). */
+    public void onCommit(Consumer<Checkpoint> c) {
+        commitListeners.add(c);
+    }
+
     // ------------------------------------------------------------------ channel attachment
 
     /** A connection whose first bytes were "QEVM". */
@@ -83,20 +153,42 @@ public final class IncomingMigration implements RamSink {
             main = c;
             connections.add(c);
         }
+        c.mainChannel(true);
         MainStreamDecoder.Options o = new MainStreamDecoder.Options(cfg.multifdChannels(), cfg.flushMode(),
                 cfg.maxDeviceStateBytes(), cfg.maxVmdescBytes(), cfg.expectedMachine(), cfg.uuid());
         mainDecoder = new MainStreamDecoder(o, this, new MainListener());
         c.start(new Connection.Decoder() {
             @Override
-            public dev.multifdcolo.secondary.stream.Progress feed(ByteBuffer in) {
-                return mainDecoder.feed(in);
+            public Progress feed(ByteBuffer in) {
+                return feedMain(in);
             }
 
             @Override
             public void onClose() {
-                mainDecoder.onClose();
+                if (phase == Phase.PRECOPY) {
+                    mainDecoder.onClose();
+                }
             }
         });
+    }
+
+    private Progress feedMain(ByteBuffer in) {
+        switch (phase) {
+            case PRECOPY -> {
+                Progress p = mainDecoder.feed(in);
+                if (p == Progress.DONE) {
+                    // non-COLO: the session completed in onPrecopyEnd; COLO: entering the checkpoint loop
+                    return phase == Phase.ENTERING_COLO ? Progress.PAUSED : Progress.DONE;
+                }
+                return p;
+            }
+            case COLO -> {
+                return colo.feed(in);
+            }
+            default -> {
+                return Progress.PAUSED;
+            }
+        }
     }
 
     /** A connection whose first bytes were the multifd magic; its hello binds the channel id. */
@@ -125,6 +217,11 @@ public final class IncomingMigration implements RamSink {
                     }
 
                     @Override
+                    public boolean admit(int id) {
+                        return admitCheckpointRam(c);
+                    }
+
+                    @Override
                     public void onPacket(int id, int normal, int zero, long payload) {
                         stats.packets.increment();
                         if (normal > 0) {
@@ -137,7 +234,7 @@ public final class IncomingMigration implements RamSink {
                 });
         c.start(new Connection.Decoder() {
             @Override
-            public dev.multifdcolo.secondary.stream.Progress feed(ByteBuffer in) {
+            public Progress feed(ByteBuffer in) {
                 return d.feed(in);
             }
 
@@ -156,6 +253,37 @@ public final class IncomingMigration implements RamSink {
         });
     }
 
+    /**
+     * COLO state: checkpoint RAM is only applied between VMSTATE_SEND and the live state's EOF.
+     * A channel whose next checkpoint's packet overtook the main channel's VMSTATE_SEND waits,
+     * so nothing of checkpoint k+1 can be flushed with checkpoint k.
+     */
+    private boolean admitCheckpointRam(Connection c) {
+        if (mode != Mode.COLO_STATE || liveState) {
+            return true;
+        }
+        synchronized (gated) {
+            if (liveState) {
+                return true;
+            }
+            gated.add(c);
+            return false;
+        }
+    }
+
+    private void openCheckpointRam(boolean open) {
+        List<Connection> release;
+        synchronized (gated) {
+            liveState = open;
+            if (!open) {
+                return;
+            }
+            release = new ArrayList<>(gated);
+            gated.clear();
+        }
+        release.forEach(Connection::resumeFromOtherThread);
+    }
+
     private synchronized void bind(int id, Connection c) {
         ProtocolException.check(channels[id] == null, Rule.HELLO_DUPLICATE_ID,
                 "received id %d already setup", id);
@@ -168,7 +296,7 @@ public final class IncomingMigration implements RamSink {
         stats.addBytes(Math.max(channel, -1), n);
     }
 
-    // ------------------------------------------------------------------ RamSink (plain receive)
+    // ------------------------------------------------------------------ RamSink (§9.6)
 
     @Override
     public RamBlock block(String name) {
@@ -178,20 +306,57 @@ public final class IncomingMigration implements RamSink {
 
     @Override
     public MemorySegment pageTarget(RamBlock block) {
-        return block.guest();
+        return mode == Mode.PLAIN ? block.guest() : block.cache();
     }
 
     @Override
     public void zeroPages(RamBlock block, long[] offsets, int from, int count) {
-        MemorySegment g = block.guest();
-        for (int i = from; i < from + count; i++) {
-            g.asSlice(offsets[i], dev.multifdcolo.wire.Wire.PAGE_SIZE).fill((byte) 0);
+        switch (mode) {
+            case PLAIN -> fillZero(block.guest(), offsets, from, count);
+            case COLO_PRECOPY -> {
+                fillZero(block.cache(), offsets, from, count);
+                fillZero(block.guest(), offsets, from, count);
+            }
+            case COLO_STATE -> {
+                fillZero(block.cache(), offsets, from, count);
+                record(block, offsets, from, count);
+            }
         }
     }
 
     @Override
     public void normalPagesWritten(RamBlock block, long[] offsets, int from, int count) {
-        // plain receive: the bytes already are in the guest image
+        switch (mode) {
+            case PLAIN -> { }
+            case COLO_PRECOPY -> mirror(block, Arrays.copyOfRange(offsets, from, from + count));
+            case COLO_STATE -> record(block, offsets, from, count);
+        }
+    }
+
+    private static void fillZero(MemorySegment seg, long[] offsets, int from, int count) {
+        for (int i = from; i < from + count; i++) {
+            seg.asSlice(offsets[i], Wire.PAGE_SIZE).fill((byte) 0);
+        }
+    }
+
+    /** COLO state: the page changed in the cache; the flush must copy it (lock-free, any thread). */
+    private static void record(RamBlock block, long[] offsets, int from, int count) {
+        var bm = block.bitmap();
+        for (int i = from; i < from + count; i++) {
+            bm.set(offsets[i] >>> Wire.PAGE_SHIFT);
+        }
+    }
+
+    /** COLO precopy: hand the cache → guest copy of these pages to a worker verticle. */
+    private void mirror(RamBlock block, long[] offsets) {
+        mirrors.begin();
+        vertx.eventBus().<ColoFlush.Stats>request(MemoryWorkerVerticle.ADDRESS, new MemoryJob.Mirror(block, offsets, offsets.length))
+                .onComplete(ar -> {
+                    mirrors.end();
+                    if (ar.failed()) {
+                        fail(new IllegalStateException("precopy mirror copy failed: " + ar.cause().getMessage(), ar.cause()));
+                    }
+                });
     }
 
     // ------------------------------------------------------------------ main stream events
@@ -213,26 +378,39 @@ public final class IncomingMigration implements RamSink {
                     }
                 }
                 case ENABLE_COLO -> ProtocolException.check(cfg.colo(), Rule.COLO_NOT_ENABLED,
-                        "the source sent ENABLE_COLO but replica %s is not configured for COLO", cfg.name());
+                        "the source sent ENABLE_COLO but replica %s is not configured for COLO (colo: true)", cfg.name());
                 default -> { }
             }
         }
 
         @Override
         public void onMemSize(List<BlockSpec> blocks) {
+            long need = blocks.stream().mapToLong(BlockSpec::length).sum() * (cfg.colo() ? 2 : 1);
+            if (cfg.colo() && need > cfg.maxRamBytes()) {
+                throw new ProtocolException(Rule.MEM_SIZE_LIMIT, "RAM plus COLO cache of " + need
+                        + " bytes exceeds the limit of " + cfg.maxRamBytes() + " bytes");
+            }
             try {
                 memory = GuestMemory.allocate(blocks, cfg.maxRamBytes(), cfg.backing());
             } catch (MemoryLimitException e) {
                 throw new ProtocolException(Rule.MEM_SIZE_LIMIT, e.getMessage());
+            }
+            if (cfg.colo()) {
+                memory.enableColo(cfg.backing());
+                mode = Mode.COLO_PRECOPY;
             }
             LOG.fine(() -> cfg.name() + ": RAM " + blocks);
         }
 
         @Override
         public boolean onBarrier() {
-            Future<Void> all = barrier.await();
+            boolean colo = mode == Mode.COLO_STATE;
+            if (colo) {
+                openCheckpointRam(true);       // the channels' pages before this SYNC belong to this checkpoint
+            }
+            Future<Void> all = Future.all(barrier.await(), mirrors.idle()).mapEmpty();
             if (all.succeeded()) {
-                barrier.releaseAll();
+                release(colo);
                 return false;
             }
             all.onComplete(ar -> main.runOnLoop(() -> {
@@ -240,11 +418,22 @@ public final class IncomingMigration implements RamSink {
                     fail(ar.cause());
                     return;
                 }
-                barrier.releaseAll();
+                release(colo);
                 mainDecoder.resume();
                 main.resumeDecoding();
             }));
             return true;
+        }
+
+        /**
+         * In COLO state the gate closes before the channels go on: what follows their SYNC may be
+         * the next checkpoint, which must wait for its VMSTATE_SEND (or the next barrier).
+         */
+        private void release(boolean colo) {
+            if (colo) {
+                openCheckpointRam(false);
+            }
+            barrier.releaseAll();
         }
 
         @Override
@@ -259,12 +448,24 @@ public final class IncomingMigration implements RamSink {
         }
 
         @Override
-        public void onPrecopyEnd(byte[] deviceState, String vmdesc) {
-            int unpaired = barrier.unpaired();
-            ProtocolException.check(unpaired == 0, Rule.SYNC_PROTOCOL,
-                    "%d multifd channel(s) sent a SYNC the main stream never paired: the source uses legacy sync;"
-                            + " set flush-mode legacy or auto", unpaired);
-            complete(deviceState, vmdesc);
+        public void onPrecopyEnd(byte[] deviceState, String desc) {
+            vmdesc = desc;
+            if (cfg.colo()) {
+                // From here on every page is checkpoint data: cache + bitmap only. Nothing was
+                // recorded during precopy, so the bitmaps are clean (we run no guest that could
+                // dirty the image, §9.8 step 1 is empty).
+                mode = Mode.COLO_STATE;
+                phase = Phase.ENTERING_COLO;
+                committedBlob = deviceState;
+                mirrors.idle().onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
+            } else {
+                // a channel still waiting at a SYNC the stream never paired lost its later packets
+                int unpaired = barrier.unpaired();
+                ProtocolException.check(unpaired == 0, Rule.SYNC_PROTOCOL,
+                        "%d multifd channel(s) sent a SYNC the main stream never paired: the source uses legacy"
+                                + " sync; set flush-mode legacy or auto", unpaired);
+                complete(deviceState);
+            }
         }
 
         @Override
@@ -272,55 +473,236 @@ public final class IncomingMigration implements RamSink {
         }
     }
 
-    private void complete(byte[] deviceState, String vmdesc) {
+    private void complete(byte[] deviceState) {
         if (!finished.compareAndSet(false, true)) {
             return;
         }
+        phase = Phase.COMPLETED;
         if (returnPath) {
             // Without SHUT an 11.1 source with return-path never completes (QEMU-11.1-NOTES §0).
             main.write(ReturnPath.shut(false));
         }
         LOG.info(() -> cfg.name() + ": migration complete, machine " + machine + ", " + stats);
-        closeAll(false);
-        outcome.complete(new MigrationResult(cfg.name(), machine, memory, deviceState, vmdesc, stats, returnPath));
+        closeAll();
+        outcome.complete(new MigrationResult(cfg.name(), machine, memory, deviceState, vmdesc, stats, returnPath, null));
         onEnd.run();
     }
 
-    /** Ends the session with {@code cause}; closes every channel. Idempotent. */
-    public void fail(Throwable cause) {
+    // ------------------------------------------------------------------ COLO (§9.3 - §9.10)
+
+    /** Precopy done and mirrored: the image is consistent; start the checkpoint loop. */
+    private void enterColo(Throwable mirrorFailure) {
+        if (finished.get()) {
+            return;
+        }
+        if (mirrorFailure != null) {
+            fail(mirrorFailure);
+            return;
+        }
+        if (returnPath) {
+            // 11.1: SHUT after the vmdesc and before CHECKPOINT_READY, else the primary fails (§6 of the notes)
+            main.write(ReturnPath.shut(false));
+        }
+        epoch = 0;
+        colo = new ColoChannel(mainDecoder, cfg.coloOptions().maxBlob(), new ColoListener());
+        phase = Phase.COLO;
+        String digest = cfg.coloOptions().digestOnCommit() ? memory.fastDigest() : null;
+        lastCheckpoint = new Checkpoint(0, 0, 0, 0, 0, 0, committedBlob.length, digest);
+        LOG.info(() -> cfg.name() + ": COLO state entered, precopy image committed as epoch 0"
+                + (digest == null ? "" : ", digest " + digest));
+        commitListeners.forEach(l -> l.accept(lastCheckpoint));
+        armHeartbeat();
+        sendColo(ColoMessage.CHECKPOINT_READY);
+        main.resumeDecoding();
+    }
+
+    private void sendColo(ColoMessage m) {
+        ByteBuffer b = ByteBuffer.allocate(4).putInt(m.value()).flip();
+        main.write(b);
+    }
+
+    private void armHeartbeat() {
+        if (heartbeatTimer >= 0) {
+            vertx.cancelTimer(heartbeatTimer);
+        }
+        long ms = cfg.coloOptions().heartbeatMs();
+        heartbeatTimer = vertx.setTimer(ms, id -> main.runOnLoop(() -> {
+            if (heartbeatTimer == id) {
+                failover(new ProtocolException(Rule.COLO_HEARTBEAT,
+                        "no checkpoint request within " + ms + " ms").getMessage());
+            }
+        }));
+    }
+
+    private final class ColoListener implements ColoChannel.Listener {
+        @Override
+        public void onRequest() {
+            requestNanos = System.nanoTime();
+            armHeartbeat();
+            sendColo(ColoMessage.CHECKPOINT_REPLY);
+        }
+
+        @Override
+        public void onVmstateSend() {
+            sendNanos = System.nanoTime();
+            openCheckpointRam(true);
+        }
+
+        @Override
+        public void onLiveStateEnd() {
+            transferNanos = System.nanoTime() - sendNanos;
+            openCheckpointRam(false);      // plain (no multifd) COLO has no barrier to close it
+        }
+
+        @Override
+        public void onDeviceState(byte[] blob) {
+            // The whole checkpoint is here (§9.4): acknowledge, then flush cache → guest.
+            sendColo(ColoMessage.VMSTATE_RECEIVED);
+            flush(blob);
+        }
+    }
+
+    /** Splits every block's bitmap over the flush workers; commits when all replied. */
+    private void flush(byte[] blob) {
+        flushing = true;
+        long t0 = System.nanoTime();
+        int workers = cfg.coloOptions().flushWorkers();
+        List<Future<Message<ColoFlush.Stats>>> parts = new ArrayList<>();
+        for (RamBlock b : memory.blocks()) {
+            int words = b.bitmap().wordCount();
+            int per = Math.max(64, (words + workers - 1) / workers);
+            for (int from = 0; from < words; from += per) {
+                parts.add(vertx.eventBus().request(MemoryWorkerVerticle.ADDRESS,
+                        new MemoryJob.Flush(b, from, Math.min(words, from + per))));
+            }
+        }
+        Future.all(parts).onComplete(ar -> main.runOnLoop(() -> {
+            flushing = false;
+            if (ar.failed()) {
+                fail(new IllegalStateException("flush failed: " + ar.cause().getMessage(), ar.cause()));
+                return;
+            }
+            long pages = 0;
+            long runs = 0;
+            for (Future<Message<ColoFlush.Stats>> f : parts) {
+                pages += f.result().body().pages();
+                runs += f.result().body().runs();
+            }
+            commit(blob, pages, runs, System.nanoTime() - t0);
+        }));
+    }
+
+    private void commit(byte[] blob, long pages, long runs, long flushNanos) {
+        committedBlob = blob;
+        epoch++;
+        String digest = cfg.coloOptions().digestOnCommit() ? memory.fastDigest() : null;
+        long pause = System.nanoTime() - requestNanos;
+        Checkpoint cp = new Checkpoint(epoch, pages, runs, transferNanos, flushNanos, pause, blob.length, digest);
+        lastCheckpoint = cp;
+        LOG.fine(() -> String.format("%s: checkpoint %d committed: %d dirty pages flushed in %.2f ms (%d runs),"
+                        + " RAM %.2f ms, pause %.2f ms%s", cfg.name(), cp.epoch(), pages, flushNanos / 1e6, runs,
+                cp.transferNanos() / 1e6, pause / 1e6, digest == null ? "" : ", digest " + digest));
+        commitListeners.forEach(l -> l.accept(cp));
+        String deferred = pendingFailover;
+        if (deferred != null) {
+            // a failover during the flush waits for it, and then no LOADED is sent (§9.9)
+            finishFailover(deferred);
+            return;
+        }
+        sendColo(ColoMessage.VMSTATE_LOADED);
+        colo.checkpointDone();
+        main.resumeDecoding();
+    }
+
+    /**
+     * Ends COLO for this replica, keeping the last committed checkpoint: the primary is gone, the
+     * stream broke a rule, the heartbeat expired, or an operator asked. Safe from any thread.
+     */
+    public void failover(String reason) {
+        Connection m = main;
+        if (m == null) {
+            return;
+        }
+        m.runOnLoop(() -> {
+            if (finished.get()) {
+                return;
+            }
+            if (phase != Phase.COLO) {
+                fail(new IllegalStateException("failover before COLO state: " + reason));
+                return;
+            }
+            if (flushing) {
+                pendingFailover = reason;
+                return;
+            }
+            finishFailover(reason);
+        });
+    }
+
+    private void finishFailover(String reason) {
         if (!finished.compareAndSet(false, true)) {
             return;
         }
+        failoverReason = reason;
+        phase = Phase.FAILED_OVER;
+        if (heartbeatTimer >= 0) {
+            vertx.cancelTimer(heartbeatTimer);
+        }
+        closeAll();
+        LOG.warning(() -> cfg.name() + ": failed over at epoch " + epoch + " (" + reason + "); the image is checkpoint "
+                + epoch);
+        outcome.complete(new MigrationResult(cfg.name(), machine, memory, committedBlob, vmdesc, stats, returnPath,
+                new MigrationResult.Colo(epoch, reason, lastCheckpoint)));
+        onEnd.run();
+    }
+
+    // ------------------------------------------------------------------ failure
+
+    /**
+     * Ends the session with {@code cause}. In COLO state this is a failover that keeps the last
+     * committed checkpoint; before it, the incoming migration fails and its memory is released.
+     */
+    public void fail(Throwable cause) {
+        if (phase == Phase.COLO && !finished.get()) {
+            failover(cause.getMessage());
+            return;
+        }
+        if (!finished.compareAndSet(false, true)) {
+            return;
+        }
+        phase = Phase.FAILED;
         LOG.log(Level.WARNING, cfg.name() + ": incoming migration rejected: " + cause.getMessage(),
                 cause instanceof ProtocolException ? null : cause);
         barrier.fail(cause instanceof RuntimeException r ? r : new RuntimeException(cause));
         if (returnPath && main != null) {
             main.write(ReturnPath.shut(true));
         }
-        closeAll(true);
+        closeAll();
         GuestMemory m = memory;
         memory = null;
         if (m != null) {
-            // no one else holds it: decoders only reach it through this session, which is over
-            main.runOnLoop(m::close);
+            // wait until no worker copies into it any more, then release it
+            mirrors.idle().onComplete(ar -> m.close());
         }
         outcome.fail(new MigrationFailedException(cfg.name(), cause));
         onEnd.run();
     }
 
-    /** A connection closed; a close before completion is fatal unless the decoder says it ended cleanly. */
+    /** A connection closed; before completion that ends the session (COLO: failover). */
     public void connectionClosed(Connection c) {
         if (finished.get()) {
             return;
         }
-        if (c == main) {
-            if (!mainDecoder.done()) {
-                fail(new ProtocolException(Rule.CHANNEL_CLOSED, "main channel closed before the migration finished"));
-            }
+        if (phase == Phase.COLO) {
+            failover(c == main ? "the primary closed the main channel" : "the primary closed multifd channel " + c.channelId());
+            return;
+        }
+        if (c == main && phase == Phase.PRECOPY && !mainDecoder.done()) {
+            fail(new ProtocolException(Rule.CHANNEL_CLOSED, "main channel closed before the migration finished"));
         }
     }
 
-    private void closeAll(boolean now) {
+    private void closeAll() {
         List<Connection> all;
         synchronized (this) {
             all = new ArrayList<>(connections);
@@ -334,9 +716,35 @@ public final class IncomingMigration implements RamSink {
         return finished.get();
     }
 
-    static Buffer buffer(ByteBuffer b) {
-        byte[] a = new byte[b.remaining()];
-        b.get(a);
-        return Buffer.buffer(a);
+    /** Counts in-flight worker jobs; {@link #idle()} completes when none is left. */
+    private static final class Outstanding {
+        private long count;
+        private final List<Promise<Void>> waiters = new ArrayList<>();
+
+        synchronized void begin() {
+            count++;
+        }
+
+        void end() {
+            List<Promise<Void>> done = null;
+            synchronized (this) {
+                if (--count == 0 && !waiters.isEmpty()) {
+                    done = new ArrayList<>(waiters);
+                    waiters.clear();
+                }
+            }
+            if (done != null) {
+                done.forEach(Promise::tryComplete);
+            }
+        }
+
+        synchronized Future<Void> idle() {
+            if (count == 0) {
+                return Future.succeededFuture();
+            }
+            Promise<Void> p = Promise.promise();
+            waiters.add(p);
+            return p.future();
+        }
     }
 }

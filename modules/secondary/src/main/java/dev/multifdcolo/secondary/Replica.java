@@ -54,7 +54,7 @@ public final class Replica {
                 return current;
             }
             IncomingMigration[] holder = new IncomingMigration[1];
-            s = new IncomingMigration(config, () -> ended(holder[0]));
+            s = new IncomingMigration(config, c.vertx(), () -> ended(holder[0]));
             holder[0] = s;
             current = s;
             waiter = waiters.poll();
@@ -92,6 +92,31 @@ public final class Replica {
             waiters.add(p);
             return p.future();
         }
+    }
+
+    /**
+     * Deploys what this replica needs on {@code vertx}: the flush/mirror worker verticles when it
+     * is a COLO replica, then {@code instances} channel verticles sharing its port.
+     *
+     * @return the deployment ids (undeploy them to stop the replica)
+     */
+    public Future<java.util.List<String>> deploy(io.vertx.core.Vertx vertx, int instances) {
+        Future<String> workers = config.colo()
+                ? dev.multifdcolo.secondary.colo.MemoryWorkerVerticle.deploy(vertx, config.coloOptions().flushWorkers())
+                : Future.succeededFuture(null);
+        return workers.compose(w -> vertx.deployVerticle(() -> new ChannelVerticle(this),
+                        new io.vertx.core.DeploymentOptions().setInstances(instances))
+                .map(c -> w == null ? java.util.List.of(c) : java.util.List.of(c, w)));
+    }
+
+    /** Manual failover (operator command): ends COLO keeping the last committed checkpoint. */
+    public boolean failover(String reason) {
+        IncomingMigration s = current();
+        if (s == null || s.finished()) {
+            return false;
+        }
+        s.failover(reason);
+        return true;
     }
 
     public synchronized IncomingMigration current() {

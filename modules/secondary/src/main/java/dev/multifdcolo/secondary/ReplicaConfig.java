@@ -29,7 +29,55 @@ public record ReplicaConfig(
         long maxDeviceStateBytes,
         int maxVmdescBytes,
         String expectedMachine,
-        boolean colo) {
+        ColoOptions coloOptions) {
+
+    /**
+     * COLO settings of a replica (the secondary's {@code x-colo}; 11.1 never sends ENABLE_COLO,
+     * so COLO mode comes from here, §9.5).
+     *
+     * @param checkpointDelayMs the primary's {@code x-checkpoint-delay}: the expected interval
+     * @param heartbeatMs       no CHECKPOINT_REQUEST for this long = failover (default 3 x delay)
+     * @param flushWorkers      flush worker verticle instances
+     * @param maxBlob           bound for VMSTATE_SIZE (device-state bytes per checkpoint)
+     * @param digestOnCommit    compute and log a CRC32C image digest at every commit
+     */
+    public record ColoOptions(boolean enabled, long checkpointDelayMs, long heartbeatMs, int flushWorkers, long maxBlob,
+                              boolean digestOnCommit) {
+        public static final ColoOptions OFF = new ColoOptions(false, 20_000, 60_000, 2, 64L << 20, true);
+
+        public ColoOptions {
+            if (checkpointDelayMs <= 0 || heartbeatMs <= 0 || flushWorkers < 1 || flushWorkers > 64 || maxBlob <= 0
+                    || maxBlob > Integer.MAX_VALUE - 8) {
+                throw new IllegalArgumentException("bad COLO options: delay and heartbeat > 0, 1..64 flush workers,"
+                        + " 0 < blob-limit < 2 GiB");
+            }
+        }
+
+        public static ColoOptions on(long checkpointDelayMs) {
+            return new ColoOptions(true, checkpointDelayMs, 3 * checkpointDelayMs, 2, 64L << 20, true);
+        }
+
+        public ColoOptions withHeartbeat(long ms) {
+            return new ColoOptions(enabled, checkpointDelayMs, ms, flushWorkers, maxBlob, digestOnCommit);
+        }
+
+        public ColoOptions withFlushWorkers(int n) {
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, n, maxBlob, digestOnCommit);
+        }
+
+        public ColoOptions withMaxBlob(long bytes) {
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, bytes, digestOnCommit);
+        }
+
+        public ColoOptions withDigestOnCommit(boolean on) {
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, maxBlob, on);
+        }
+    }
+
+    /** True when this replica is a COLO secondary. */
+    public boolean colo() {
+        return coloOptions.enabled();
+    }
 
     public static final long DEFAULT_MAX_RAM = 64L << 30;
     public static final long DEFAULT_MAX_DEVICE_STATE = 64L << 20;
@@ -54,42 +102,47 @@ public record ReplicaConfig(
 
     public static ReplicaConfig defaults(String name, String host, int port) {
         return new ReplicaConfig(name, host, port, 0, FlushMode.AUTO, Compression.NONE, new byte[16],
-                DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, false);
+                DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, ColoOptions.OFF);
     }
 
     public ReplicaConfig withMultifd(int channels) {
         return new ReplicaConfig(name, host, port, channels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, colo);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
     }
 
     public ReplicaConfig withFlushMode(FlushMode mode) {
         return new ReplicaConfig(name, host, port, multifdChannels, mode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, colo);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
     }
 
     public ReplicaConfig withCompression(Compression c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, c, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, colo);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+    }
+
+    public ReplicaConfig withColo(ColoOptions c) {
+        return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c);
     }
 
     public ReplicaConfig withPort(int p) {
         return new ReplicaConfig(name, host, p, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, colo);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
     }
 
     public ReplicaConfig withLimits(long maxRam, long maxDeviceState, int maxVmdesc) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRam, backing,
-                maxDeviceState, maxVmdesc, expectedMachine, colo);
+                maxDeviceState, maxVmdesc, expectedMachine, coloOptions);
     }
 
     public ReplicaConfig withUuid(byte[] u) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, u, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, colo);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
     }
 
     public ReplicaConfig withBacking(Backing b) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, b,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, colo);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
     }
 
     /** Parses a UUID in QEMU's textual form (or 32 hex digits); null/empty = all zero. */
@@ -116,7 +169,7 @@ public record ReplicaConfig(
     public static ReplicaConfig fromJson(JsonObject j) {
         java.util.Set<String> known = java.util.Set.of("name", "listen", "host", "port", "multifd-channels", "flush-mode",
                 "multifd-compression", "uuid", "max-ram", "backing-dir", "max-device-state", "max-vmdesc", "machine", "colo",
-                "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit");
+                "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit");
         for (String k : j.fieldNames()) {
             if (!known.contains(k)) {
                 throw new IllegalArgumentException("unknown replica key '" + k + "'");
@@ -134,6 +187,10 @@ public record ReplicaConfig(
             port = hp.port();
         }
         String dir = j.getString("backing-dir");
+        long delay = j.getLong("x-checkpoint-delay", 20_000L);
+        ColoOptions colo = new ColoOptions(j.getBoolean("colo", false), delay, j.getLong("heartbeat-timeout-ms", 3 * delay),
+                j.getInteger("flush-workers", 2), Sizes.parse(j.getValue("blob-limit", 64L << 20)),
+                j.getBoolean("digest-on-commit", true));
         return new ReplicaConfig(name, host, port,
                 j.getInteger("multifd-channels", 0),
                 FlushMode.parse(j.getString("flush-mode", "auto")),
@@ -144,7 +201,7 @@ public record ReplicaConfig(
                 Sizes.parse(j.getValue("max-device-state", DEFAULT_MAX_DEVICE_STATE)),
                 (int) Sizes.parse(j.getValue("max-vmdesc", DEFAULT_MAX_VMDESC)),
                 j.getString("machine"),
-                j.getBoolean("colo", false));
+                colo);
     }
 
     @Override
@@ -163,6 +220,6 @@ public record ReplicaConfig(
                 + " flush-mode=" + flushMode.name().toLowerCase() + " multifd-compression=" + compression.qemuName()
                 + " uuid=" + uuidText() + " max-ram=" + maxRamBytes + " backing=" + backing
                 + " max-device-state=" + maxDeviceStateBytes + " max-vmdesc=" + maxVmdescBytes
-                + " machine=" + expectedMachine + " colo=" + colo;
+                + " machine=" + expectedMachine + " colo=" + coloOptions;
     }
 }

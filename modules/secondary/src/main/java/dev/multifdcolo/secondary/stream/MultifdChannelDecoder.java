@@ -32,11 +32,21 @@ public final class MultifdChannelDecoder {
         /** This channel reached a SYNC; it stays paused until released. */
         void onSync(int channelId);
 
+        /**
+         * A validated packet with pages is about to be applied. Returning false holds the channel
+         * (the decoder returns PAUSED) until the session resumes it; it then asks again. A COLO
+         * secondary holds packets that arrive between checkpoints (§9.4: a primary's next
+         * checkpoint RAM may overtake its VMSTATE_SEND on the main socket).
+         */
+        default boolean admit(int channelId) {
+            return true;
+        }
+
         /** Accounting: one RAM packet applied. */
         void onPacket(int channelId, int normalPages, int zeroPages, long payloadBytes);
     }
 
-    private enum State { HELLO, PREFIX, HEADER, PAYLOAD, COMPRESSED, FAILED }
+    private enum State { HELLO, PREFIX, HEADER, GATED, PAYLOAD, COMPRESSED, FAILED }
 
     private final int channels;
     private final byte[] uuid;
@@ -57,6 +67,7 @@ public final class MultifdChannelDecoder {
     private boolean sync;
     private int page;          // page being filled
     private int pageFill;      // bytes of it received
+    private int nextSize;      // next_packet_size of the current packet
     // compression
     private PageDecompressor decompressor;
     private ByteBuffer compressedIn;
@@ -94,8 +105,16 @@ public final class MultifdChannelDecoder {
     }
 
     private Progress decode(ByteBuffer in) {
-        while (in.hasRemaining()) {
+        while (in.hasRemaining() || state == State.GATED) {
             switch (state) {
+                case GATED -> {
+                    if (!listener.admit(channelId)) {
+                        return Progress.PAUSED;
+                    }
+                    if (apply()) {
+                        return Progress.PAUSED;
+                    }
+                }
                 case HELLO -> {
                     if (!gather.fill(in)) {
                         return Progress.NEED_MORE;
@@ -191,6 +210,16 @@ public final class MultifdChannelDecoder {
         for (int i = 0; i < normal + zero; i++) {
             offsets[i] = h.checkedOffset(i, used, name);
         }
+        nextSize = h.nextPacketSize();
+        if (!listener.admit(channelId)) {
+            state = State.GATED;
+            return true;
+        }
+        return apply();
+    }
+
+    /** Applies a validated packet: zero pages now, then sets up its payload. @return true on SYNC end */
+    private boolean apply() {
         if (zero > 0) {
             sink.zeroPages(block, offsets, normal, zero);
         }
@@ -204,7 +233,7 @@ public final class MultifdChannelDecoder {
             // nocomp reads normal_pages x PAGE whatever next_packet_size says (§3.3)
             state = State.PAYLOAD;
         } else {
-            int size = h.nextPacketSize();
+            int size = nextSize;
             ProtocolException.check(size > 0 && size <= maxCompressed, Rule.PACKET_PAYLOAD_SIZE,
                     "compressed payload of %s bytes for %d pages (bound %d)",
                     Integer.toUnsignedString(size), normal, maxCompressed);

@@ -1,0 +1,100 @@
+package dev.multifdcolo.secondary.colo;
+
+import dev.multifdcolo.memory.ColoFlush;
+import dev.multifdcolo.memory.Pages;
+import io.vertx.core.DeploymentOptions;
+import io.vertx.core.Future;
+import io.vertx.core.ThreadingModel;
+import io.vertx.core.VerticleBase;
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.eventbus.MessageCodec;
+import io.vertx.core.eventbus.MessageConsumer;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * A worker verticle doing the memcpy work of COLO off the event loops: precopy mirroring
+ * (cache → guest) and checkpoint flushes. Deployed as N instances consuming one address, so
+ * the event bus spreads jobs over N worker threads.
+ */
+public final class MemoryWorkerVerticle extends VerticleBase {
+    public static final String ADDRESS = "multifd-colo.memory";
+
+    private MessageConsumer<MemoryJob> consumer;
+
+    /** Registers the identity codecs (once per Vert.x instance) and deploys {@code instances} workers. */
+    public static Future<String> deploy(Vertx vertx, int instances) {
+        synchronized (MemoryWorkerVerticle.class) {
+            try {
+                vertx.eventBus().registerDefaultCodec(MemoryJob.Mirror.class, new Identity<>("mfc-mirror"));
+                vertx.eventBus().registerDefaultCodec(MemoryJob.Flush.class, new Identity<>("mfc-flush"));
+                vertx.eventBus().registerDefaultCodec(ColoFlush.Stats.class, new Identity<>("mfc-flush-stats"));
+            } catch (IllegalStateException alreadyRegistered) {
+                // another replica registered them on this Vert.x instance
+            }
+        }
+        return vertx.deployVerticle(MemoryWorkerVerticle::new,
+                new DeploymentOptions().setThreadingModel(ThreadingModel.WORKER).setInstances(instances));
+    }
+
+    @Override
+    public Future<?> start() {
+        consumer = vertx.eventBus().<MemoryJob>consumer(ADDRESS, msg -> msg.reply(run(msg.body())));
+        return consumer.completion();
+    }
+
+    static ColoFlush.Stats run(MemoryJob job) {
+        return switch (job) {
+            case MemoryJob.Mirror m -> {
+                MemorySegment cache = m.block().cache();
+                MemorySegment guest = m.block().guest();
+                for (int i = 0; i < m.count(); i++) {
+                    long off = m.offsets()[i];
+                    MemorySegment.copy(cache, off, guest, off, Pages.SIZE);
+                }
+                yield new ColoFlush.Stats(m.count(), m.count());
+            }
+            case MemoryJob.Flush f -> ColoFlush.flush(f.block(), f.fromWord(), f.toWord());
+        };
+    }
+
+    @Override
+    public Future<?> stop() {
+        return consumer == null ? Future.succeededFuture() : consumer.unregister();
+    }
+
+    /** Passes the object itself between verticles of this JVM; never on the wire. */
+    static final class Identity<T> implements MessageCodec<T, T> {
+        private final String name;
+
+        Identity(String name) {
+            this.name = name;
+        }
+
+        @Override
+        public void encodeToWire(Buffer buffer, T t) {
+            throw new UnsupportedOperationException("local only");
+        }
+
+        @Override
+        public T decodeFromWire(int pos, Buffer buffer) {
+            throw new UnsupportedOperationException("local only");
+        }
+
+        @Override
+        public T transform(T t) {
+            return t;
+        }
+
+        @Override
+        public String name() {
+            return name;
+        }
+
+        @Override
+        public byte systemCodecID() {
+            return -1;
+        }
+    }
+}
