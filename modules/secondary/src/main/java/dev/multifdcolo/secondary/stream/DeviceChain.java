@@ -23,7 +23,7 @@ final class DeviceChain {
      */
     static boolean walks(byte[] dev, int end, String json) {
         if (json == null) {
-            return end == 0 || (end > 14 && dev[0] == SectionType.FULL);
+            return end == 0 || endsWithAFooter(dev, end);
         }
         JsonArray devices;
         try {
@@ -57,6 +57,26 @@ final class DeviceChain {
             pos = found;
         }
         return pos == end;
+    }
+
+    /**
+     * Without a VMDESCRIPTION the sections cannot be walked, but the bytes before the EOF must at
+     * least end with a footer that repeats the id of a FULL section header before it. A stream cut
+     * inside a section's payload usually ends in some 0 byte (padding, zero fields); that alone
+     * must not pass for the EOF of a complete stream.
+     */
+    private static boolean endsWithAFooter(byte[] dev, int end) {
+        if (end < 15 + 5 || dev[0] != SectionType.FULL || dev[end - 5] != (byte) SectionType.FOOTER) {
+            return false;
+        }
+        int id = be32(dev, end - 4);
+        for (int p = 0; p + 15 <= end - 5; p++) {
+            int n = dev[p + 5] & 0xff;
+            if (dev[p] == SectionType.FULL && be32(dev, p + 1) == id && n > 0 && p + 6 + n + 8 <= end - 5) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** @return the index just past a FULL header matching {@code d} at {@code pos}, or -1 */

@@ -511,7 +511,8 @@ public final class MainStreamDecoder {
                         "RAMBlock list outside the setup section or repeated");
                 memSizeSeen = true;
                 memRemaining = recordOffset;
-                ProtocolException.check(memRemaining > 0, Rule.MEM_SIZE_TOTAL, "announced RAM total is 0");
+                ProtocolException.check(memRemaining > 0, Rule.MEM_SIZE_TOTAL, "announced RAM total of %s bytes",
+                        Long.toUnsignedString(memRemaining));
                 if (memRemaining > 0) {
                     expect(S.MEMSZ_NAME_LEN, 1);
                 }
@@ -583,7 +584,8 @@ public final class MainStreamDecoder {
 
     /** Block known; offset checks, then the ZERO fill byte or the PAGE bytes. */
     private void pageRecordBody() {
-        ProtocolException.check(recordOffset + Wire.PAGE_SIZE <= current.length(), Rule.RAM_OFFSET,
+        // the offset is a u64 on the wire: a top bit set is a negative long, not a small offset
+        ProtocolException.check(recordOffset >= 0 && recordOffset <= current.length() - Wire.PAGE_SIZE, Rule.RAM_OFFSET,
                 "illegal RAM offset 0x%x in block %s of 0x%x bytes", recordOffset, current.name(), current.length());
         if ((recordFlags & RamFlags.ZERO) != 0) {
             expect(S.ZERO_FILL, 1);
@@ -695,6 +697,14 @@ public final class MainStreamDecoder {
                 }
                 throw new ProtocolException(Rule.DEVICE_STATE_END,
                         "main channel closed after " + devLen + " bytes of device state without EOF + VMDESCRIPTION");
+            }
+            case RECORD_TYPE, SUB_PEEK -> {
+                if (g.collected() == 0) {
+                    // between two top-level records: nothing is cut in half, the stream just stops
+                    throw new ProtocolException(Rule.CHANNEL_CLOSED, "main channel closed between records (state "
+                            + s.name().toLowerCase() + ") before the migration finished");
+                }
+                throw truncated();
             }
             default -> throw truncated();
         }
