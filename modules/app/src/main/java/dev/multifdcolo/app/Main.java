@@ -1,5 +1,6 @@
 package dev.multifdcolo.app;
 
+import dev.multifdcolo.app.cli.DemoCommand;
 import dev.multifdcolo.app.cli.ReceiveCommand;
 import dev.multifdcolo.app.cli.SendCommand;
 import picocli.CommandLine;
@@ -13,7 +14,7 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "multifd-colo", mixinStandardHelpOptions = true, version = "multifd-colo 0.1.0",
         description = "QEMU migration receiver with multifd and COLO, and a QEMU-compatible sender.",
-        subcommands = {ServiceCommand.class, ReceiveCommand.class, SendCommand.class})
+        subcommands = {ServiceCommand.class, ReceiveCommand.class, SendCommand.class, DemoCommand.class})
 public final class Main implements Callable<Integer> {
 
     public static void main(String[] args) {

@@ -122,6 +122,14 @@ public final class IncomingMigration implements RamSink {
         return mode;
     }
 
+    /**
+     * The image being received (null before the RAMBlock list). In COLO state its guest images
+     * only change at commits; read it between them (e.g. from an {@link #onCommit} listener).
+     */
+    public GuestMemory memory() {
+        return memory;
+    }
+
     /** Last committed checkpoint epoch (0 = precopy image), -1 before COLO. */
     public long epoch() {
         return epoch;
