@@ -17,15 +17,19 @@ import java.util.regex.Pattern;
  * {@code +spread} = the child picks its port before deploying its verticle instances, so they
  * share it and connections spread over the event loops (the {@code --share-port} fix);
  * {@code +thp} = the child runs with {@code GLIBC_TUNABLES=glibc.malloc.hugetlb=1}, so the large
- * malloc behind the guest RAM arena is madvised for transparent huge pages.
+ * malloc behind the guest RAM arena is madvised for transparent huge pages; {@code +shm} = the
+ * receiver maps its guest RAM from files in a fresh /dev/shm directory (its existing
+ * {@code backing-dir} option) instead of the anonymous arena: no zeroing pass at allocation,
+ * pages are faulted in lazily as they are written.
  */
-record Cell(String name, boolean sink, int channels, Compression compression, boolean spread, boolean thp) {
+record Cell(String name, boolean sink, int channels, Compression compression, boolean spread, boolean thp,
+            boolean shm) {
 
     static final List<String> DEFAULT = List.of("recv-plain", "sink-plain", "recv-mf4", "sink-mf4",
             "recv-mf4-zlib", "recv-mf4-zstd");
 
     private static final Pattern NAME = Pattern.compile(
-            "(?:(recv|sink)-)?(plain|mf(\\d+)|multifd-?(\\d+))(?:-(none|zlib|zstd))?((?:\\+(?:spread|thp))*)");
+            "(?:(recv|sink)-)?(plain|mf(\\d+)|multifd-?(\\d+))(?:-(none|zlib|zstd))?((?:\\+(?:spread|thp|shm))*)");
 
     static Cell parse(String text) {
         Matcher m = NAME.matcher(text.trim().toLowerCase(Locale.ROOT));
@@ -42,13 +46,17 @@ record Cell(String name, boolean sink, int channels, Compression compression, bo
             throw new IllegalArgumentException("cell '" + text + "': at most 255 channels");
         }
         String v = m.group(6);
-        return of(sink, channels, c, v.contains("+spread"), v.contains("+thp"));
+        if (sink && v.contains("+shm")) {
+            throw new IllegalArgumentException("cell '" + text + "': +shm is a receiver variant");
+        }
+        return of(sink, channels, c, v.contains("+spread"), v.contains("+thp"), v.contains("+shm"));
     }
 
-    static Cell of(boolean sink, int channels, Compression c, boolean spread, boolean thp) {
+    static Cell of(boolean sink, int channels, Compression c, boolean spread, boolean thp, boolean shm) {
         String name = (sink ? "sink-" : "recv-") + (channels == 0 ? "plain" : "mf" + channels)
-                + (c == Compression.NONE ? "" : "-" + c.qemuName()) + (spread ? "+spread" : "") + (thp ? "+thp" : "");
-        return new Cell(name, sink, channels, c, spread, thp);
+                + (c == Compression.NONE ? "" : "-" + c.qemuName()) + (spread ? "+spread" : "") + (thp ? "+thp" : "")
+                + (shm ? "+shm" : "");
+        return new Cell(name, sink, channels, c, spread, thp, shm);
     }
 
     /**
@@ -59,7 +67,7 @@ record Cell(String name, boolean sink, int channels, Compression compression, bo
     Cell sinkFor(List<Cell> cells) {
         for (Compression c : new Compression[]{compression, Compression.NONE}) {
             for (boolean t : new boolean[]{thp, false}) {
-                Cell s = of(true, channels, c, spread, t);
+                Cell s = of(true, channels, c, spread, t, false);
                 if (cells.contains(s)) {
                     return s;
                 }
@@ -71,6 +79,7 @@ record Cell(String name, boolean sink, int channels, Compression compression, bo
     String describe() {
         return (sink ? "raw sink" : "receiver") + ", " + (channels == 0 ? "plain" : "multifd " + channels)
                 + (compression == Compression.NONE ? "" : " " + compression.qemuName())
-                + (spread ? ", connections spread over the loops" : "") + (thp ? ", THP malloc" : "");
+                + (spread ? ", connections spread over the loops" : "") + (thp ? ", THP malloc" : "")
+                + (shm ? ", guest RAM in /dev/shm files" : "");
     }
 }

@@ -91,6 +91,7 @@ public final class LoopbackBench {
                 (System.nanoTime() - g0) / 1e9, opt.seed, opt.zeroRatio, digest == null ? "" : ", digest " + digest);
 
         Map<Cell, Child> children = new LinkedHashMap<>();
+        List<Path> shmDirs = new ArrayList<>();
         List<Run> runs = new ArrayList<>();
         Recording recording = null;
         try {
@@ -100,6 +101,11 @@ public final class LoopbackBench {
                         "--compression", c.compression().qemuName(), "--transport", opt.transport,
                         "--instances", Integer.toString(opt.instances),
                         "--share-port", Boolean.toString(opt.sharePort || c.spread())));
+                if (c.shm()) {
+                    Path dir = Files.createTempDirectory(Path.of("/dev/shm"), "loopback-" + c.name().replace('+', '_') + "-");
+                    shmDirs.add(dir);
+                    args.addAll(List.of("--backing-dir", dir.toString()));
+                }
                 Map<String, String> env = new LinkedHashMap<>(opt.childEnv);
                 if (c.thp()) {
                     env.put("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1");
@@ -164,6 +170,14 @@ public final class LoopbackBench {
         } finally {
             for (Child ch : children.values()) {
                 ch.close();
+            }
+            for (Path d : shmDirs) {
+                try (var files = Files.list(d)) {
+                    for (Path f : (Iterable<Path>) files::iterator) {
+                        Files.deleteIfExists(f);
+                    }
+                }
+                Files.deleteIfExists(d);
             }
             image.close();
         }

@@ -1,6 +1,7 @@
 package dev.multifdcolo.bench.loopback;
 
 import dev.multifdcolo.app.Transports;
+import dev.multifdcolo.memory.Backing;
 import dev.multifdcolo.secondary.ChannelVerticle;
 import dev.multifdcolo.secondary.HostPort;
 import dev.multifdcolo.secondary.MigrationResult;
@@ -36,6 +37,7 @@ import java.util.TreeMap;
  * <pre>
  *   LoopbackChild receiver|sink --listen 127.0.0.1:0 --channels N [--compression none|zlib|zstd]
  *                 [--transport auto|io_uring|epoll|nio] [--instances 0] [--flush-mode auto] [--share-port false]
+ *                 [--backing-dir DIR]
  * </pre>
  *
  * The receiver is wired exactly as {@code multifd-colo receive} wires it (same {@link Transports}
@@ -95,7 +97,9 @@ public final class LoopbackChild {
             ReplicaConfig cfg = ReplicaConfig.defaults("bench", hp.host(), hp.port())
                     .withMultifd(channels)
                     .withCompression(compression)
-                    .withFlushMode(FlushMode.parse(o.getOrDefault("--flush-mode", "auto")));
+                    .withFlushMode(FlushMode.parse(o.getOrDefault("--flush-mode", "auto")))
+                    .withBacking(o.containsKey("--backing-dir") ? Backing.files(Path.of(o.get("--backing-dir")))
+                            : Backing.anonymous());
             replica = new Replica(cfg);
             // as ReceiveCommand: bind once to learn the port, then the other instances
             ChannelVerticle first = new ChannelVerticle(replica);
