@@ -32,7 +32,7 @@ final class Report {
         String date = ZonedDateTime.now().format(DateTimeFormatter.ofPattern("yyyy-MM-dd HH:mm z"));
         sb.append("# Loopback benchmark: sender -> receiver vs raw sink (").append(date).append(")\n\n");
         sb.append("- Command: `java ").append(opt.jvmFlagsOfThisJvm())
-                .append(" -cp target/multifd-colo-bench.jar ").append(LoopbackBench.class.getName())
+                .append(" -cp ").append(System.getProperty("java.class.path")).append(" ").append(LoopbackBench.class.getName())
                 .append(opt.commandLine.isEmpty() ? "" : " " + opt.commandLine).append("`\n");
         sb.append("- Machine: ").append(Runtime.getRuntime().availableProcessors()).append(" cores, Linux ")
                 .append(System.getProperty("os.version")).append(", Java ").append(System.getProperty("java.vm.version"))
@@ -52,6 +52,9 @@ final class Report {
         sb.append("), framing ").append(opt.framing.name().toLowerCase(Locale.ROOT))
                 .append(", zlib level ").append(opt.zlibLevel).append(", zstd level ").append(opt.zstdLevel)
                 .append(digest == null ? "" : ", received images checked against digest " + digest).append("\n");
+        sb.append("- Bytes: every run's byte count at the child equals the sender's. Uncompressed streams are"
+                + " byte-identical run to run; compressed ones differ by a few bytes because each channel keeps one"
+                + " compression stream and packets are dealt to channels as their queues free up.\n");
         sb.append("- Rounds: ").append(opt.runs).append(" measured after ").append(opt.warmup)
                 .append(" warm-up; each round runs every cell once in this order: ")
                 .append(opt.cells.stream().map(Cell::name).collect(Collectors.joining(", "))).append("\n");
