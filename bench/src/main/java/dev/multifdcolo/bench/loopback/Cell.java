@@ -34,7 +34,7 @@ record Cell(String name, boolean sink, int channels, Compression compression, bo
     static Cell parse(String text) {
         Matcher m = NAME.matcher(text.trim().toLowerCase(Locale.ROOT));
         if (!m.matches()) {
-            throw new IllegalArgumentException("bad cell '" + text + "': want [recv-|sink-](plain|mfN)[-zlib|-zstd]");
+            throw new IllegalArgumentException("bad cell '" + text + "': want [recv-|sink-](plain|mfN)[-zlib|-zstd][+spread][+thp][+shm]");
         }
         boolean sink = "sink".equals(m.group(1));
         int channels = m.group(2).equals("plain") ? 0 : Integer.parseInt(m.group(3) != null ? m.group(3) : m.group(4));

@@ -251,7 +251,7 @@ public final class LoopbackBench {
                   --ram SIZE            guest RAM to send (default 1G)
                   --runs N              measured rounds; each round runs every cell once (default 3)
                   --warmup N            unmeasured rounds first (default 1)
-                  --cells LIST          comma list of [recv-|sink-](plain|mfN)[-zlib|-zstd]
+                  --cells LIST          comma list of [recv-|sink-](plain|mfN)[-zlib|-zstd][+spread][+thp][+shm]
                                         (default recv-plain,sink-plain,recv-mf4,sink-mf4,recv-mf4-zlib,recv-mf4-zstd)
                   --quick               64 MiB, 1 round (smoke test)
                   --transport T         receiver/sink transport: auto (io_uring > epoll > nio), io_uring, epoll, nio
