@@ -46,6 +46,8 @@ public final class ImageWriter {
                 .put("machine", r.machine())
                 .put("blocks", blocks)
                 .put("digest", m.digest())
+                .put("colo", r.colo() == null ? null : new JsonObject().put("epoch", r.colo().epoch())
+                        .put("failover-reason", r.colo().failoverReason()))
                 .put("device-state", new JsonObject().put("file", "device-state.bin").put("size", r.deviceState().length)
                         .put("sha256", sha256(r.deviceState())))
                 .put("stats", new JsonObject()

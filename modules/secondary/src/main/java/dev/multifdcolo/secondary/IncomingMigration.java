@@ -9,11 +9,11 @@ import dev.multifdcolo.secondary.colo.Checkpoint;
 import dev.multifdcolo.secondary.colo.ColoChannel;
 import dev.multifdcolo.secondary.colo.MemoryJob;
 import dev.multifdcolo.secondary.colo.MemoryWorkerVerticle;
+import dev.multifdcolo.secondary.colo.PageRouter;
 import dev.multifdcolo.secondary.net.Connection;
 import dev.multifdcolo.secondary.stream.MainStreamDecoder;
 import dev.multifdcolo.secondary.stream.MultifdChannelDecoder;
 import dev.multifdcolo.secondary.stream.Progress;
-import dev.multifdcolo.secondary.stream.RamSink;
 import dev.multifdcolo.wire.ColoMessage;
 import dev.multifdcolo.wire.Command;
 import dev.multifdcolo.wire.ProtocolException;
@@ -50,11 +50,8 @@ import java.util.logging.Logger;
  * <i>k</i> was received in full (RAM and device state); a failover at any point keeps the image of
  * the last committed checkpoint.
  */
-public final class IncomingMigration implements RamSink {
+public final class IncomingMigration {
     private static final Logger LOG = Logger.getLogger(IncomingMigration.class.getName());
-
-    /** Where received pages go (§9.6). */
-    public enum Mode { PLAIN, COLO_PRECOPY, COLO_STATE }
 
     /** Lifecycle as shown in status. */
     public enum Phase { PRECOPY, ENTERING_COLO, COLO, COMPLETED, FAILED, FAILED_OVER }
@@ -69,8 +66,8 @@ public final class IncomingMigration implements RamSink {
     private final AtomicBoolean finished = new AtomicBoolean();
     private final Runnable onEnd;
     private final List<Consumer<Checkpoint>> commitListeners = new CopyOnWriteArrayList<>();
+    private final PageRouter router = new PageRouter(this::mirror);
     private volatile GuestMemory memory;
-    private volatile Mode mode = Mode.PLAIN;
     private volatile Phase phase = Phase.PRECOPY;
     private Connection main;
     private MainStreamDecoder mainDecoder;
@@ -118,8 +115,8 @@ public final class IncomingMigration implements RamSink {
         return phase;
     }
 
-    public Mode mode() {
-        return mode;
+    public PageRouter.Mode mode() {
+        return router.mode();
     }
 
     /**
@@ -164,7 +161,7 @@ public final class IncomingMigration implements RamSink {
         c.mainChannel(true);
         MainStreamDecoder.Options o = new MainStreamDecoder.Options(cfg.multifdChannels(), cfg.flushMode(),
                 cfg.maxDeviceStateBytes(), cfg.maxVmdescBytes(), cfg.expectedMachine(), cfg.uuid());
-        mainDecoder = new MainStreamDecoder(o, this, new MainListener());
+        mainDecoder = new MainStreamDecoder(o, router, new MainListener());
         c.start(new Connection.Decoder() {
             @Override
             public Progress feed(ByteBuffer in) {
@@ -211,7 +208,7 @@ public final class IncomingMigration implements RamSink {
         synchronized (this) {
             connections.add(c);
         }
-        MultifdChannelDecoder d = new MultifdChannelDecoder(cfg.multifdChannels(), cfg.uuid(), cfg.compression(), this,
+        MultifdChannelDecoder d = new MultifdChannelDecoder(cfg.multifdChannels(), cfg.uuid(), cfg.compression(), router,
                 new MultifdChannelDecoder.Listener() {
                     @Override
                     public void onHello(int id) {
@@ -267,7 +264,7 @@ public final class IncomingMigration implements RamSink {
      * so nothing of checkpoint k+1 can be flushed with checkpoint k.
      */
     private boolean admitCheckpointRam(Connection c) {
-        if (mode != Mode.COLO_STATE || liveState) {
+        if (router.mode() != PageRouter.Mode.COLO_STATE || liveState) {
             return true;
         }
         synchronized (gated) {
@@ -304,61 +301,10 @@ public final class IncomingMigration implements RamSink {
         stats.addBytes(Math.max(channel, -1), n);
     }
 
-    // ------------------------------------------------------------------ RamSink (§9.6)
-
-    @Override
-    public RamBlock block(String name) {
-        GuestMemory m = memory;
-        return m == null ? null : m.block(name);
-    }
-
-    @Override
-    public MemorySegment pageTarget(RamBlock block) {
-        return mode == Mode.PLAIN ? block.guest() : block.cache();
-    }
-
-    @Override
-    public void zeroPages(RamBlock block, long[] offsets, int from, int count) {
-        switch (mode) {
-            case PLAIN -> fillZero(block.guest(), offsets, from, count);
-            case COLO_PRECOPY -> {
-                fillZero(block.cache(), offsets, from, count);
-                fillZero(block.guest(), offsets, from, count);
-            }
-            case COLO_STATE -> {
-                fillZero(block.cache(), offsets, from, count);
-                record(block, offsets, from, count);
-            }
-        }
-    }
-
-    @Override
-    public void normalPagesWritten(RamBlock block, long[] offsets, int from, int count) {
-        switch (mode) {
-            case PLAIN -> { }
-            case COLO_PRECOPY -> mirror(block, Arrays.copyOfRange(offsets, from, from + count));
-            case COLO_STATE -> record(block, offsets, from, count);
-        }
-    }
-
-    private static void fillZero(MemorySegment seg, long[] offsets, int from, int count) {
-        for (int i = from; i < from + count; i++) {
-            seg.asSlice(offsets[i], Wire.PAGE_SIZE).fill((byte) 0);
-        }
-    }
-
-    /** COLO state: the page changed in the cache; the flush must copy it (lock-free, any thread). */
-    private static void record(RamBlock block, long[] offsets, int from, int count) {
-        var bm = block.bitmap();
-        for (int i = from; i < from + count; i++) {
-            bm.set(offsets[i] >>> Wire.PAGE_SHIFT);
-        }
-    }
-
     /** COLO precopy: hand the cache → guest copy of these pages to a worker verticle. */
-    private void mirror(RamBlock block, long[] offsets) {
+    private void mirror(MemoryJob.Mirror job) {
         mirrors.begin();
-        vertx.eventBus().<ColoFlush.Stats>request(MemoryWorkerVerticle.ADDRESS, new MemoryJob.Mirror(block, offsets, offsets.length))
+        vertx.eventBus().<ColoFlush.Stats>request(MemoryWorkerVerticle.ADDRESS, job)
                 .onComplete(ar -> {
                     mirrors.end();
                     if (ar.failed()) {
@@ -405,14 +351,15 @@ public final class IncomingMigration implements RamSink {
             }
             if (cfg.colo()) {
                 memory.enableColo(cfg.backing());
-                mode = Mode.COLO_PRECOPY;
+                router.mode(PageRouter.Mode.COLO_PRECOPY);
             }
+            router.memory(memory);
             LOG.fine(() -> cfg.name() + ": RAM " + blocks);
         }
 
         @Override
         public boolean onBarrier() {
-            boolean colo = mode == Mode.COLO_STATE;
+            boolean colo = router.mode() == PageRouter.Mode.COLO_STATE;
             if (colo) {
                 openCheckpointRam(true);       // the channels' pages before this SYNC belong to this checkpoint
             }
@@ -462,7 +409,7 @@ public final class IncomingMigration implements RamSink {
                 // From here on every page is checkpoint data: cache + bitmap only. Nothing was
                 // recorded during precopy, so the bitmaps are clean (we run no guest that could
                 // dirty the image, §9.8 step 1 is empty).
-                mode = Mode.COLO_STATE;
+                router.mode(PageRouter.Mode.COLO_STATE);
                 phase = Phase.ENTERING_COLO;
                 committedBlob = deviceState;
                 mirrors.idle().onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
@@ -688,6 +635,7 @@ public final class IncomingMigration implements RamSink {
         closeAll();
         GuestMemory m = memory;
         memory = null;
+        router.memory(null);
         if (m != null) {
             // wait until no worker copies into it any more, then release it
             mirrors.idle().onComplete(ar -> m.close());

@@ -30,7 +30,9 @@ import java.util.concurrent.TimeoutException;
 
 /** {@code receive}: accept one incoming migration on a port and write the image to a directory. */
 @Command(name = "receive", mixinStandardHelpOptions = true,
-        description = "Accept one migration (plain or multifd) like `qemu -incoming tcp:HOST:PORT`, write the RAM image, exit.")
+        description = "Accept one migration (plain or multifd) like `qemu -incoming tcp:HOST:PORT`, write the RAM image, exit."
+                + " With --colo, stay a COLO secondary until failover (primary gone, error, heartbeat, or a line"
+                + " 'failover' on stdin) and write the last committed checkpoint.")
 public final class ReceiveCommand implements Callable<Integer> {
 
     @Option(names = "--listen", required = true, description = "HOST:PORT to listen on (port 0 = any; the port is printed)")
@@ -71,6 +73,19 @@ public final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--quiet", description = "no progress lines")
     boolean quiet;
 
+    @Option(names = "--colo", description = "be a COLO secondary (QEMU's x-colo): after precopy, keep checkpoints until failover")
+    boolean colo;
+
+    @Option(names = "--x-checkpoint-delay", defaultValue = "20000",
+            description = "the primary's checkpoint interval in ms (heartbeat default = 3 x this)")
+    long checkpointDelay;
+
+    @Option(names = "--heartbeat-timeout", description = "ms without CHECKPOINT_REQUEST before failover (default 3 x delay)")
+    Long heartbeat;
+
+    @Option(names = "--flush-workers", defaultValue = "2", description = "COLO flush worker verticles")
+    int flushWorkers;
+
     @Override
     public Integer call() throws Exception {
         PrintStream err = System.err;
@@ -84,6 +99,10 @@ public final class ReceiveCommand implements Callable<Integer> {
                     .withUuid(ReplicaConfig.parseUuid(uuid))
                     .withLimits(Sizes.parse(maxRam), ReplicaConfig.DEFAULT_MAX_DEVICE_STATE, ReplicaConfig.DEFAULT_MAX_VMDESC)
                     .withBacking(backingDir == null ? Backing.anonymous() : Backing.files(backingDir));
+            if (colo) {
+                ReplicaConfig.ColoOptions co = ReplicaConfig.ColoOptions.on(checkpointDelay).withFlushWorkers(flushWorkers);
+                cfg = cfg.withColo(heartbeat == null ? co : co.withHeartbeat(heartbeat));
+            }
         } catch (IllegalArgumentException e) {
             err.println("error: " + e.getMessage());
             return 2;
@@ -93,6 +112,32 @@ public final class ReceiveCommand implements Callable<Integer> {
         try {
             // bind once to learn the port (port 0), then share it among the other instances
             Replica probe = new Replica(cfg);
+            if (colo) {
+                dev.multifdcolo.secondary.colo.MemoryWorkerVerticle.deploy(vertx, flushWorkers).await();
+                probe.onSessionStart(s -> s.onCommit(cp -> {
+                    if (!quiet) {
+                        err.printf("checkpoint %d committed: %d dirty pages flushed in %.2f ms (%d runs), RAM %.2f ms,"
+                                        + " pause %.2f ms%s%n", cp.epoch(), cp.dirtyPages(), cp.flushNanos() / 1e6, cp.runs(),
+                                cp.transferNanos() / 1e6, cp.pauseNanos() / 1e6,
+                                cp.digest() == null ? "" : ", digest " + cp.digest());
+                    }
+                }));
+                // manual failover: a line "failover" on standard input
+                Thread t = new Thread(() -> {
+                    try (var in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in))) {
+                        String line;
+                        while ((line = in.readLine()) != null) {
+                            if (line.trim().equals("failover")) {
+                                err.println(probe.failover("operator request") ? "failover requested" : "nothing to fail over");
+                            }
+                        }
+                    } catch (java.io.IOException ignored) {
+                        // stdin closed
+                    }
+                }, "stdin-commands");
+                t.setDaemon(true);
+                t.start();
+            }
             ChannelVerticle first = new ChannelVerticle(probe);
             vertx.deployVerticle(first).await();
             int port = first.actualPort();
@@ -124,6 +169,10 @@ public final class ReceiveCommand implements Callable<Integer> {
                 }
             }
             JsonObject manifest = ImageWriter.write(r, out);
+            if (r.colo() != null) {
+                System.out.println("failed over at checkpoint " + r.colo().epoch() + " (" + r.colo().failoverReason()
+                        + "); wrote that checkpoint's image and device state");
+            }
             MigrationStats s = r.stats();
             System.out.println("received " + r.memory().totalBytes() + " bytes of RAM in " + r.memory().blocks().size()
                     + " block(s), machine " + r.machine() + ": " + s);
