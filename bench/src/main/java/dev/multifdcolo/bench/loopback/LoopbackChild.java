@@ -77,8 +77,8 @@ public final class LoopbackChild {
         HostPort listen = HostPort.parse(o.getOrDefault("--listen", "127.0.0.1:0"));
         if (Boolean.parseBoolean(o.getOrDefault("--share-port", "false")) && listen.port() == 0) {
             // Pick the port before deploying so that every instance listens on the same port and
-            // Vert.x spreads the connections over the event loops. (With port 0, as `receive`
-            // deploys, each further instance binds a random port of its own, unused.)
+            // Vert.x spreads the connections over the event loops (the default deployment below
+            // does the same by reusing the first instance's bound port).
             try (java.net.ServerSocket probe = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName(listen.host()))) {
                 listen = new HostPort(listen.host(), probe.getLocalPort());
             }
@@ -107,7 +107,8 @@ public final class LoopbackChild {
             port = first.actualPort();
             if (n > 1) {
                 Replica r = replica;
-                vertx.deployVerticle(() -> new ChannelVerticle(r), new DeploymentOptions().setInstances(n - 1)).await();
+                int bound = port;
+                vertx.deployVerticle(() -> new ChannelVerticle(r, bound), new DeploymentOptions().setInstances(n - 1)).await();
             }
             armReceiver();
         } else if (mode.equals("sink")) {
@@ -116,7 +117,8 @@ public final class LoopbackChild {
             vertx.deployVerticle(first).await();
             port = first.actualPort();
             if (n > 1) {
-                vertx.deployVerticle(() -> new RawSink.SinkVerticle(sink, hp.host(), hp.port()),
+                int bound = port;
+                vertx.deployVerticle(() -> new RawSink.SinkVerticle(sink, hp.host(), bound),
                         new DeploymentOptions().setInstances(n - 1)).await();
             }
         } else {

@@ -67,7 +67,7 @@ public final class GuestMemory implements AutoCloseable {
             int i = 0;
             for (BlockSpec s : specs) {
                 MemorySegment seg = switch (backing) {
-                    case Backing.Anonymous a -> arena.allocate(s.length(), Pages.SIZE);
+                    case Backing.Anonymous a -> NativeMemory.allocate(arena, s.length());
                     case Backing.Files f -> mapFile(f.directory().resolve(fileName(s.name())), s.length(), arena);
                 };
                 blocks.add(new RamBlock(i++, s.name(), s.length(), seg));
@@ -110,7 +110,7 @@ public final class GuestMemory implements AutoCloseable {
                 continue;
             }
             MemorySegment seg = switch (backing) {
-                case Backing.Anonymous a -> arena.allocate(b.length(), Pages.SIZE);
+                case Backing.Anonymous a -> NativeMemory.allocate(arena, b.length());
                 case Backing.Files f -> mapFile(f.directory().resolve(fileName(b.name()) + ".cache"), b.length(), arena);
             };
             b.enableColo(seg);

@@ -17,10 +17,17 @@ public final class ChannelVerticle extends VerticleBase {
     public static final int SOCKET_BUFFER = 1 << 20;
 
     private final Replica replica;
+    private final int port;
     private NetServer server;
 
     public ChannelVerticle(Replica replica) {
+        this(replica, replica.config().port());
+    }
+
+    /** Listens on {@code port} instead of the configured one (the port a first instance bound for port 0). */
+    public ChannelVerticle(Replica replica, int port) {
         this.replica = replica;
+        this.port = port;
     }
 
     @Override
@@ -28,7 +35,7 @@ public final class ChannelVerticle extends VerticleBase {
         ReplicaConfig cfg = replica.config();
         NetServerOptions options = new NetServerOptions()
                 .setHost(cfg.host())
-                .setPort(cfg.port())
+                .setPort(port)
                 .setTcpNoDelay(true)            // we write return-path and COLO replies on the main channel
                 .setTcpQuickAck(true)
                 .setReceiveBufferSize(SOCKET_BUFFER)

@@ -143,9 +143,8 @@ public final class ReceiveCommand implements Callable<Integer> {
             int port = first.actualPort();
             Replica replica = probe;
             if (n > 1) {
-                ReplicaConfig bound = cfg.withPort(port);
-                vertx.deployVerticle(() -> new ChannelVerticle(replica), new DeploymentOptions().setInstances(n - 1)).await();
-                assert bound.port() == port;
+                // the other instances share the port the first one bound, so connections spread over event loops
+                vertx.deployVerticle(() -> new ChannelVerticle(replica, port), new DeploymentOptions().setInstances(n - 1)).await();
             }
             System.out.println("listening on " + new HostPort(hp.host(), port) + " (multifd-channels " + channels
                     + ", compression " + compression + ", flush-mode " + flushMode + ", " + n + " event loops)");

@@ -87,9 +87,16 @@ public final class PageRouter implements RamSink {
         }
     }
 
+    /**
+     * Zeroes pages that are not zero already (QEMU's ram_handle_zero does the same): a page
+     * never written reads as the kernel's shared zero page, so checking first avoids both the
+     * memset and faulting in memory for the many zero pages of a guest.
+     */
     private static void fillZero(MemorySegment seg, long[] offsets, int from, int count) {
         for (int i = from; i < from + count; i++) {
-            seg.asSlice(offsets[i], Wire.PAGE_SIZE).fill((byte) 0);
+            if (!RamBlock.isZero(seg, offsets[i])) {
+                seg.asSlice(offsets[i], Wire.PAGE_SIZE).fill((byte) 0);
+            }
         }
     }
 
