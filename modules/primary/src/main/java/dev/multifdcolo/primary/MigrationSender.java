@@ -80,10 +80,14 @@ public final class MigrationSender implements AutoCloseable {
     private volatile boolean busy;
     private volatile boolean closed;
     private volatile String stallMessage;
+    /** Fault injection (COLO fault tests); inert unless armed. */
+    private final Tripwire trip;
 
     private MigrationSender(SenderConfig cfg, GuestMemory memory, SocketChannel main, StreamWriter out,
-                            LongAdder mainWritten, MultifdPool multifd, ReturnPathReader returnPath, long startNanos) {
+                            LongAdder mainWritten, MultifdPool multifd, ReturnPathReader returnPath, long startNanos,
+                            Tripwire trip) {
         this.cfg = cfg;
+        this.trip = trip;
         this.mainWritten = mainWritten;
         this.memory = memory;
         this.main = main;
@@ -113,12 +117,16 @@ public final class MigrationSender implements AutoCloseable {
         SocketChannel main = connectSocket(cfg.address(), cfg.socketSendBuffer(), cfg.connectTimeout());
         MultifdPool pool = null;
         ReturnPathReader rp = null;
+        Tripwire trip = new Tripwire();
         try {
             LongAdder written = new LongAdder();
-            StreamWriter out = StreamWriter.toChannel(counting(main, written), MAIN_BUFFER);
+            StreamWriter out = StreamWriter.toChannel(counting(main, written, trip), MAIN_BUFFER);
             out.header().configuration(cfg.machine());
             if (cfg.returnPath()) {
                 out.openReturnPath().ping(1);
+            }
+            if (cfg.enableColo()) {
+                out.enableColo(); // QEMU 7.2 COLO primary: right after the header (and return path)
             }
             out.flush();
             if (cfg.returnPath()) {
@@ -126,9 +134,9 @@ public final class MigrationSender implements AutoCloseable {
                 rp.start();
             }
             if (cfg.multifd()) {
-                pool = MultifdPool.open(cfg);
+                pool = MultifdPool.open(cfg, trip);
             }
-            MigrationSender sender = new MigrationSender(cfg, memory, main, out, written, pool, rp, t0);
+            MigrationSender sender = new MigrationSender(cfg, memory, main, out, written, pool, rp, t0, trip);
             sender.startWatchdog();
             return sender;
         } catch (IOException | RuntimeException e) {
@@ -159,11 +167,23 @@ public final class MigrationSender implements AutoCloseable {
         }
     }
 
-    private static WritableByteChannel counting(SocketChannel ch, LongAdder counter) {
+    private static WritableByteChannel counting(SocketChannel ch, LongAdder counter, Tripwire trip) {
         return new WritableByteChannel() {
+            private final ByteBuffer[] one = new ByteBuffer[1];
+
             @Override
             public int write(ByteBuffer src) throws IOException {
-                int n = ch.write(src);
+                int n;
+                if (trip.armed() || trip.fired()) {
+                    one[0] = src;
+                    try {
+                        n = (int) trip.write(Tripwire.MAIN, ch::write, one, 0, 1);
+                    } finally {
+                        one[0] = null;
+                    }
+                } else {
+                    n = ch.write(src);
+                }
                 counter.add(n);
                 return n;
             }
@@ -369,8 +389,26 @@ public final class MigrationSender implements AutoCloseable {
         progress(true);
     }
 
+    /**
+     * The live state of a COLO checkpoint (PROTOCOL.md §9.4): END "ram" with {@code pages} (as
+     * {@link #sendRamSection}), then EOF, in one final flush of the main channel.
+     */
+    void sendLiveState(DirtyPages pages) throws IOException {
+        guard(() -> {
+            out.sectionEnd(ramSectionId);
+            sendPages(pages);
+            endRamPayload(true);
+        });
+        iterations++;
+        progress(true);
+    }
+
     /** [multifd: flush the batch, sync, MULTIFD_FLUSH (modern)] EOS, footer, flush. */
     private void endRamPayload() throws IOException {
+        endRamPayload(false);
+    }
+
+    private void endRamPayload(boolean eof) throws IOException {
         if (multifd != null) {
             flushBatch();
             out.flush(); // the destination's main thread must see what precedes the barrier
@@ -379,7 +417,11 @@ public final class MigrationSender implements AutoCloseable {
                 out.ramMultifdFlush();
             }
         }
-        out.ramEos().footer(ramSectionId).flush();
+        out.ramEos().footer(ramSectionId);
+        if (eof) {
+            out.eof();
+        }
+        out.flush();
     }
 
     private void sendPages(DirtyPages pages) throws IOException {
@@ -502,8 +544,89 @@ public final class MigrationSender implements AutoCloseable {
     }
 
     @FunctionalInterface
-    private interface IoAction {
+    interface IoAction {
         void run() throws IOException;
+    }
+
+    // ------------------------------------------------------------------ COLO hooks (ColoPrimary)
+
+    /** The main-channel encoder; write only inside {@link #onMain}. */
+    StreamWriter stream() {
+        return out;
+    }
+
+    SocketChannel mainSocket() {
+        return main;
+    }
+
+    Tripwire tripwire() {
+        return trip;
+    }
+
+    void phase(String p) {
+        phase = p;
+    }
+
+    /** Runs a main-channel action with the session's failure handling (one-line errors, close). */
+    void onMain(IoAction a) throws IOException {
+        guard(a);
+    }
+
+    /** Marks the session failed and closes it, reporting {@code e} as the best cause found. */
+    IOException failed(Exception e) {
+        state = State.FAILED;
+        IOException report = explain(e);
+        close();
+        return report != null ? report : new MigrationException(phase + " failed: " + describe(e), e);
+    }
+
+    /**
+     * After {@link #complete}, with the return path: waits for the destination's SHUT(0), after
+     * which the reader thread has stopped and the main socket carries raw COLO messages.
+     */
+    void awaitReturnPathShut() throws IOException {
+        if (returnPath == null) {
+            return;
+        }
+        int value = awaitShut();
+        if (value != 0) {
+            throw new MigrationException("destination reported a failed migration (return-path SHUT " + value + ")");
+        }
+    }
+
+    /** Fault injection: RST on every connection (SO_LINGER 0, close), main and multifd. */
+    void resetAll() {
+        reset(main);
+        if (multifd != null) {
+            multifd.resetAll();
+        }
+    }
+
+    /** Fault injection: RST on the main channel only. */
+    void resetMain() {
+        reset(main);
+    }
+
+    /** Fault injection: RST on one multifd channel; the others and the main channel go on. */
+    void resetMultifd(int id) {
+        if (multifd == null || id < 0 || id >= multifd.channelCount()) {
+            throw new IllegalArgumentException("no multifd channel " + id);
+        }
+        multifd.resetChannel(id);
+    }
+
+    int multifdChannels() {
+        return multifd == null ? 0 : multifd.channelCount();
+    }
+
+    /** An abortive close: the peer gets a RST instead of a FIN. */
+    static void reset(SocketChannel c) {
+        try {
+            c.setOption(StandardSocketOptions.SO_LINGER, 0);
+        } catch (IOException | RuntimeException ignored) {
+            // already closed
+        }
+        closeQuietly(c);
     }
 
     /** Runs a main-channel action; on failure marks the session failed and reports the best cause. */

@@ -11,6 +11,7 @@ import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
 import java.nio.channels.SocketChannel;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
@@ -59,6 +60,7 @@ final class MultifdPool implements AutoCloseable {
     private static final Job STOP = new Job(Job.STOP);
 
     private final Framing framing;
+    private final Tripwire trip;
     private final Compression compression;
     private final int level;
     private final List<Channel> channels = new ArrayList<>();
@@ -73,8 +75,9 @@ final class MultifdPool implements AutoCloseable {
     private long syncs;
     private int next;
 
-    private MultifdPool(Framing framing, Compression compression, int level, int channels, int depth) {
+    private MultifdPool(Framing framing, Compression compression, int level, int channels, int depth, Tripwire trip) {
         this.framing = framing;
+        this.trip = trip;
         this.compression = compression;
         this.level = level;
         int jobs = channels * (depth + 2) + 1;
@@ -88,9 +91,9 @@ final class MultifdPool implements AutoCloseable {
      * Connects {@code cfg.multifdChannels()} channels one after another, writes each hello (ids in
      * connect order) and starts the channel threads.
      */
-    static MultifdPool open(SenderConfig cfg) throws IOException {
+    static MultifdPool open(SenderConfig cfg, Tripwire trip) throws IOException {
         MultifdPool pool = new MultifdPool(cfg.framing(), cfg.compression(), cfg.compressionLevel(),
-                cfg.multifdChannels(), cfg.queueDepth());
+                cfg.multifdChannels(), cfg.queueDepth(), trip);
         try {
             for (int id = 0; id < cfg.multifdChannels(); id++) {
                 SocketChannel sc = MigrationSender.connectSocket(cfg.address(), cfg.socketSendBuffer(), cfg.connectTimeout());
@@ -218,6 +221,24 @@ final class MultifdPool implements AutoCloseable {
         }
     }
 
+    /**
+     * Fault injection: resets channel {@code id} (RST: SO_LINGER 0 + close) and lets its thread
+     * drop whatever is queued for it from now on — the other channels and the main channel go on,
+     * as if only that one connection broke.
+     */
+    void resetChannel(int id) {
+        Channel ch = channels.get(id);
+        ch.dead = true;
+        MigrationSender.reset(ch.socket);
+    }
+
+    /** Fault injection: resets every channel (RST). */
+    void resetAll() {
+        for (Channel ch : channels) {
+            MigrationSender.reset(ch.socket);
+        }
+    }
+
     private void closeSockets() {
         for (Channel ch : channels) {
             try {
@@ -245,6 +266,8 @@ final class MultifdPool implements AutoCloseable {
         final SocketChannel socket;
         final ArrayBlockingQueue<Job> queue;
         final Thread thread;
+        /** Cut by fault injection: jobs are dropped (SYNCs still count as written). */
+        volatile boolean dead;
         private final PacketWriter packet = new PacketWriter();
         private final long[] entries = new long[Wire.PAGES_PER_PACKET];
         private final long[] zeros = new long[Wire.PAGES_PER_PACKET];
@@ -280,13 +303,27 @@ final class MultifdPool implements AutoCloseable {
                     if (j.kind == Job.SYNC) {
                         int alloc = framing == Framing.LEGACY ? Wire.PAGES_PER_PACKET : 0;
                         ByteBuffer h = packet.sync(packetNum.getAndIncrement(), alloc);
-                        write(h);
+                        try {
+                            if (!dead) {
+                                write(h);
+                            }
+                        } catch (Tripwire.FaultInjectedException e) {
+                            if (!dead) {
+                                throw e;
+                            }
+                        }
                         packets.increment();
                         synced.release();
                         continue;
                     }
                     try {
-                        writeData(j);
+                        if (!dead) {
+                            writeData(j);
+                        }
+                    } catch (Tripwire.FaultInjectedException e) {
+                        if (!dead) {
+                            throw e;
+                        }
                     } finally {
                         recycle(j);
                     }
@@ -304,7 +341,18 @@ final class MultifdPool implements AutoCloseable {
             }
         }
 
+        private final ByteBuffer[] one = new ByteBuffer[1];
+
         private void write(ByteBuffer b) throws IOException {
+            if (trip.armed() || trip.fired()) {
+                one[0] = b;
+                try {
+                    bytes.add(trip.write(id, socket::write, one, 0, 1));
+                } finally {
+                    one[0] = null;
+                }
+                return;
+            }
             while (b.hasRemaining()) {
                 bytes.add(socket.write(b));
             }
@@ -364,11 +412,19 @@ final class MultifdPool implements AutoCloseable {
                 total = Wire.PACKET_HEADER_LEN + (long) len;
             }
             iov[0] = header;
-            long left = total;
-            while (left > 0) {
-                long w = socket.write(iov, 0, k);
-                left -= w;
-                bytes.add(w);
+            if (trip.armed() || trip.fired()) {
+                try {
+                    bytes.add(trip.write(id, socket::write, iov, 0, k));
+                } finally {
+                    Arrays.fill(iov, 0, k, null);
+                }
+            } else {
+                long left = total;
+                while (left > 0) {
+                    long w = socket.write(iov, 0, k);
+                    left -= w;
+                    bytes.add(w);
+                }
             }
             for (int i = 0; i < k; i++) {
                 iov[i] = null;

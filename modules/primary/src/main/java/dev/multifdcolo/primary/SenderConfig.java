@@ -35,11 +35,14 @@ import java.util.function.Consumer;
  * @param queueDepth        packets queued per multifd channel
  * @param progress          called on the sending thread with a fresh snapshot (may be null)
  * @param progressInterval  minimum time between two progress calls inside a section
+ * @param enableColo        send COMMAND ENABLE_COLO after the configuration (a QEMU 7.2 COLO
+ *                          primary does; 11.1 never sends it and rejects it, QEMU-11.1-NOTES §6)
  */
 public record SenderConfig(InetSocketAddress address, Framing framing, int multifdChannels, Compression compression,
                            int zlibLevel, int zstdLevel, boolean returnPath, byte[] uuid, String machine,
                            NoneMachine devices, int socketSendBuffer, Duration connectTimeout, Duration shutTimeout,
-                           Duration stallTimeout, int queueDepth, Consumer<SendStats> progress, Duration progressInterval) {
+                           Duration stallTimeout, int queueDepth, Consumer<SendStats> progress, Duration progressInterval,
+                           boolean enableColo) {
 
     public SenderConfig {
         Objects.requireNonNull(address, "address");
@@ -122,6 +125,7 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
         b.queueDepth = queueDepth;
         b.progress = progress;
         b.progressInterval = progressInterval;
+        b.enableColo = enableColo;
         return b;
     }
 
@@ -144,6 +148,7 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
         private int queueDepth = 2;
         private Consumer<SendStats> progress;
         private Duration progressInterval = Duration.ofMillis(500);
+        private boolean enableColo;
 
         private Builder(InetSocketAddress address) {
             this.address = address;
@@ -168,13 +173,15 @@ public record SenderConfig(InetSocketAddress address, Framing framing, int multi
         public Builder queueDepth(int d) { this.queueDepth = d; return this; }
         public Builder progress(Consumer<SendStats> p) { this.progress = p; return this; }
         public Builder progressInterval(Duration d) { this.progressInterval = d; return this; }
+        /** Send ENABLE_COLO (cmd 8) after the configuration: the QEMU 7.2 COLO primary's stream. */
+        public Builder enableColo(boolean on) { this.enableColo = on; return this; }
 
         public SenderConfig build() {
             NoneMachine dev = devices != null ? devices
                     : NoneMachine.of(framing == Framing.LEGACY ? NoneMachine.Flavor.QEMU_7_2 : NoneMachine.Flavor.QEMU_11_1);
             return new SenderConfig(address, framing, multifdChannels, compression, zlibLevel, zstdLevel, returnPath,
                     uuid, machine, dev, socketSendBuffer, connectTimeout, shutTimeout, stallTimeout, queueDepth, progress,
-                    progressInterval);
+                    progressInterval, enableColo);
         }
     }
 }
