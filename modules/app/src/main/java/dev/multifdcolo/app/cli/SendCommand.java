@@ -2,10 +2,15 @@ package dev.multifdcolo.app.cli;
 
 import dev.multifdcolo.memory.GuestMemory;
 import dev.multifdcolo.memory.MemoryLimitException;
+import dev.multifdcolo.primary.ColoCheckpoint;
+import dev.multifdcolo.primary.ColoPrimary;
+import dev.multifdcolo.primary.ColoSummary;
 import dev.multifdcolo.primary.GuestImages;
 import dev.multifdcolo.primary.MigrationSender;
 import dev.multifdcolo.primary.SendStats;
 import dev.multifdcolo.primary.SenderConfig;
+import dev.multifdcolo.primary.Workload;
+import dev.multifdcolo.primary.Workloads;
 import dev.multifdcolo.wire.Compression;
 import dev.multifdcolo.wire.Framing;
 import dev.multifdcolo.wire.encode.NoneMachine;
@@ -16,6 +21,7 @@ import java.io.IOException;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
@@ -25,11 +31,15 @@ import java.util.concurrent.Callable;
 /**
  * {@code send}: act as a QEMU migration source ("primary emulator") and send a RAM image to a
  * destination listening with {@code -incoming tcp:HOST:PORT} (a real QEMU or our receiver).
- * Exit codes: 0 sent (and, with the return path, confirmed by SHUT(0)); 1 the migration failed;
- * 2 bad arguments or image.
+ * With {@code --colo} it is a COLO primary: precopy, then {@code --checkpoints} checkpoints every
+ * {@code --interval-ms} of what a seeded {@code --workload} dirtied, one line per checkpoint and a
+ * summary (memory-transfer and pause times: mean, p50, p99).
+ * Exit codes: 0 sent (and, with the return path, confirmed by SHUT(0); COLO: every checkpoint
+ * confirmed by VMSTATE_LOADED); 1 the migration failed; 2 bad arguments or image.
  */
 @Command(name = "send", mixinStandardHelpOptions = true,
-        description = "Send a RAM image as a QEMU precopy migration (plain or multifd, QEMU 7.2 or 8.1+ framing).")
+        description = "Send a RAM image as a QEMU precopy migration (plain or multifd, QEMU 7.2 or 8.1+ framing),"
+                + " or act as a COLO primary (--colo).")
 public final class SendCommand implements Callable<Integer> {
 
     @Option(names = "--connect", required = true, paramLabel = "HOST:PORT", description = "destination address")
@@ -89,8 +99,32 @@ public final class SendCommand implements Callable<Integer> {
             description = "fail when the destination stops reading for this many seconds; 0 = wait forever (default ${DEFAULT-VALUE})")
     long stallTimeout;
 
-    @Option(names = "--quiet", description = "no progress lines")
+    @Option(names = "--quiet", description = "no progress lines (COLO: no per-checkpoint lines, only the summary)")
     boolean quiet;
+
+    @Option(names = "--colo", description = "COLO primary: precopy, then checkpoints (legacy framing sends ENABLE_COLO"
+            + " like QEMU 7.2; modern uses the return path like 11.1)")
+    boolean colo;
+
+    @Option(names = "--checkpoints", defaultValue = "100", description = "COLO: checkpoints to send (default ${DEFAULT-VALUE})")
+    int checkpoints;
+
+    @Option(names = "--interval-ms", defaultValue = "600",
+            description = "COLO: x-checkpoint-delay, from the end of one checkpoint to the next (default ${DEFAULT-VALUE})")
+    long intervalMs;
+
+    @Option(names = "--workload", defaultValue = "idle",
+            description = "COLO: idle (~1k random pages per interval), load (bursty, ~7k pages on average, up to ~20k:"
+                    + " streaming writes, random pages, zeroed runs) or random (test mix) (default ${DEFAULT-VALUE});"
+                    + " seeded by --seed")
+    String workload;
+
+    @Option(names = "--no-digest", description = "COLO: do not compute the memory digest per checkpoint")
+    boolean noDigest;
+
+    @Option(names = "--reply-timeout", defaultValue = "30",
+            description = "COLO: seconds to wait for each message of the secondary (default ${DEFAULT-VALUE})")
+    long replyTimeout;
 
     @Override
     public Integer call() {
@@ -110,6 +144,11 @@ public final class SendCommand implements Callable<Integer> {
             err.println("error: " + e.getMessage());
             return 2;
         }
+        if (colo) {
+            try (mem) {
+                return runColo(cfg, mem);
+            }
+        }
         try (mem) {
             if (!quiet) {
                 err.printf(Locale.ROOT, "image: %s in %d block(s), digest %s, ready in %.2f s%n",
@@ -127,6 +166,45 @@ public final class SendCommand implements Callable<Integer> {
             return 1;
         } catch (RuntimeException e) {
             err.println("error: " + oneLine(String.valueOf(e)));
+            return 1;
+        }
+    }
+
+    /** COLO mode: precopy, then the checkpoints; per-checkpoint lines on stdout, then the summary. */
+    private int runColo(SenderConfig cfg, GuestMemory mem) {
+        PrintStream err = System.err;
+        PrintStream out = System.out;
+        Workload w = Workloads.parse(workload, seed);
+        ColoPrimary.Options o = ColoPrimary.Options.defaults().withDigests(!noDigest)
+                .withReplyTimeout(Duration.ofSeconds(replyTimeout));
+        List<ColoCheckpoint> done = new ArrayList<>();
+        long t0 = System.nanoTime();
+        ColoPrimary p = null;
+        try {
+            p = ColoPrimary.connect(cfg, mem, w, o);
+            String d = p.start();
+            out.printf(Locale.ROOT, "colo: precopy of %s to %s (%s) done in %.2f s%s; %d checkpoints every %d ms,"
+                            + " workload %s, seed %d%n", SendStats.human(mem.totalBytes()), connect, describe(p.config()),
+                    (System.nanoTime() - t0) / 1e9, d == null ? "" : ", digest " + d, checkpoints, intervalMs,
+                    w.name(), seed);
+            p.run(checkpoints, Duration.ofMillis(intervalMs), c -> {
+                done.add(c);
+                if (!quiet) {
+                    out.println(c.line());
+                }
+            });
+            p.close();
+            out.println("summary: " + ColoSummary.of(done).text().replace("\n", "\nsummary: "));
+            return 0;
+        } catch (IOException | RuntimeException e) {
+            if (p != null) {
+                p.kill();
+            }
+            if (!done.isEmpty()) {
+                out.println("summary: " + ColoSummary.of(done).text().replace("\n", "\nsummary: "));
+            }
+            String m = e instanceof IOException ? e.getMessage() : String.valueOf(e);
+            err.println("error: " + oneLine(m) + " (after " + done.size() + " checkpoints)");
             return 1;
         }
     }
@@ -154,6 +232,16 @@ public final class SendCommand implements Callable<Integer> {
             case "modern" -> Framing.MODERN;
             default -> throw new IllegalArgumentException("--framing must be legacy or modern, got '" + framing + "'");
         };
+        if (colo) {
+            if (checkpoints < 0 || intervalMs < 0 || replyTimeout <= 0) {
+                throw new IllegalArgumentException("--checkpoints and --interval-ms must be >= 0, --reply-timeout > 0");
+            }
+            if (returnPath) {
+                throw new IllegalArgumentException("--return-path does not apply to --colo: modern framing always uses it"
+                        + " (QEMU 11.1), legacy never does (QEMU 7.2 sends ENABLE_COLO instead)");
+            }
+            Workloads.parse(workload, seed);
+        }
         Compression c = Compression.fromQemuName(compression.toLowerCase(Locale.ROOT));
         if (c != Compression.NONE && channels == 0) {
             throw new IllegalArgumentException("--multifd-compression needs --multifd-channels > 0");
@@ -168,7 +256,7 @@ public final class SendCommand implements Callable<Integer> {
         if (uuid != null) {
             b.uuid(uuid);
         }
-        if (!quiet) {
+        if (!quiet && !colo) {
             b.progress(st -> err.printf(Locale.ROOT, "progress: %s: %s sent, pages %d normal + %d zero, %d packets, %s/s%n",
                     st.phase(), SendStats.human(st.totalBytes()), st.normalPages(), st.zeroPages(), st.packets(),
                     SendStats.human((long) st.bytesPerSecond())));
