@@ -75,7 +75,7 @@ public final class LoopbackChild {
             o.put(args[i], args[i + 1]);
         }
         HostPort listen = HostPort.parse(o.getOrDefault("--listen", "127.0.0.1:0"));
-        if (Boolean.parseBoolean(o.getOrDefault("--share-port", "false")) && listen.port() == 0) {
+        if (listen.port() == 0) {
             // Pick the port before deploying so that every instance listens on the same port and
             // Vert.x spreads the connections over the event loops (the default deployment below
             // does the same by reusing the first instance's bound port).
@@ -101,26 +101,16 @@ public final class LoopbackChild {
                     .withBacking(o.containsKey("--backing-dir") ? Backing.files(Path.of(o.get("--backing-dir")))
                             : Backing.anonymous());
             replica = new Replica(cfg);
-            // as ReceiveCommand: bind once to learn the port, then the other instances
-            ChannelVerticle first = new ChannelVerticle(replica);
-            vertx.deployVerticle(first).await();
-            port = first.actualPort();
-            if (n > 1) {
-                Replica r = replica;
-                int bound = port;
-                vertx.deployVerticle(() -> new ChannelVerticle(r, bound), new DeploymentOptions().setInstances(n - 1)).await();
-            }
+            // as ReceiveCommand: every instance on the one (pre-picked) port
+            Replica r = replica;
+            vertx.deployVerticle(() -> new ChannelVerticle(r, hp.port()), new DeploymentOptions().setInstances(n)).await();
+            port = hp.port();
             armReceiver();
         } else if (mode.equals("sink")) {
             RawSink sink = new RawSink(1 + channels, this::sinkDone);
-            RawSink.SinkVerticle first = new RawSink.SinkVerticle(sink, hp.host(), hp.port());
-            vertx.deployVerticle(first).await();
-            port = first.actualPort();
-            if (n > 1) {
-                int bound = port;
-                vertx.deployVerticle(() -> new RawSink.SinkVerticle(sink, hp.host(), bound),
-                        new DeploymentOptions().setInstances(n - 1)).await();
-            }
+            vertx.deployVerticle(() -> new RawSink.SinkVerticle(sink, hp.host(), hp.port()),
+                    new DeploymentOptions().setInstances(n)).await();
+            port = hp.port();
         } else {
             throw new IllegalArgumentException("mode must be receiver or sink, not " + mode);
         }

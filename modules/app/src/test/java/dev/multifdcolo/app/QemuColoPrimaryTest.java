@@ -52,7 +52,12 @@ class QemuColoPrimaryTest {
     }
 
     static Replica secondary(int port, int channels, long delayMs) {
+        return secondary(port, channels, delayMs, dev.multifdcolo.wire.Compression.NONE);
+    }
+
+    static Replica secondary(int port, int channels, long delayMs, dev.multifdcolo.wire.Compression compression) {
         ReplicaConfig cfg = ReplicaConfig.defaults("colo-" + channels, "127.0.0.1", port).withMultifd(channels)
+                .withCompression(compression)
                 .withFlushMode(FlushMode.AUTO).withColo(ReplicaConfig.ColoOptions.on(delayMs).withHeartbeat(5_000));
         Replica r = new Replica(cfg);
         r.deploy(vertx, 4).await();
@@ -74,12 +79,12 @@ class QemuColoPrimaryTest {
      * 600): at least 100 checkpoints while the guest writes, then it halts, two more checkpoints
      * pass, and our committed image equals the primary's RAM byte for byte.
      */
-    @ParameterizedTest(name = "QEMU 11.1 guest primary, multifd {0}")
-    @ValueSource(ints = {0, 4})
-    void realGuestPrimary(int channels, @TempDir Path dir) throws Exception {
+    @ParameterizedTest(name = "QEMU 11.1 guest primary, multifd {0}, compression {1}")
+    @org.junit.jupiter.params.provider.CsvSource({"0, none", "4, none", "4, zstd"})
+    void realGuestPrimary(int channels, String compression, @TempDir Path dir) throws Exception {
         QemuBinary bin = QemuBinaries.assume111();
         int port = InProcessReceiver.freePort();
-        Replica r = secondary(port, channels, 600);
+        Replica r = secondary(port, channels, 600, dev.multifdcolo.wire.Compression.fromQemuName(compression));
         List<Checkpoint> commits = new CopyOnWriteArrayList<>();
         r.onSessionStart(s -> s.onCommit(commits::add));
         var next = r.nextMigration();
@@ -91,7 +96,7 @@ class QemuColoPrimaryTest {
             JsonObject p = new JsonObject().put("x-checkpoint-delay", 600).put("max-bandwidth", 10L << 30)
                     .put("downtime-limit", 2000);
             if (channels > 0) {
-                p.put("multifd-channels", channels);
+                p.put("multifd-channels", channels).put("multifd-compression", compression);
             }
             qmp.setParameters(p);
             qmp.migrate("tcp:127.0.0.1:" + port);

@@ -56,6 +56,9 @@ public final class IncomingMigration {
     /** Lifecycle as shown in status. */
     public enum Phase { PRECOPY, ENTERING_COLO, COLO, COMPLETED, FAILED, FAILED_OVER }
 
+    /** How long a closed main channel waits for multifd channels that have not connected yet. */
+    static final long MISSING_CHANNEL_GRACE_MS = 2_000;
+
     private final ReplicaConfig cfg;
     private final Vertx vertx;
     private final Promise<MigrationResult> outcome = Promise.promise();
@@ -201,7 +204,7 @@ public final class IncomingMigration {
         if (cfg.multifdChannels() == 0) {
             ProtocolException e = new ProtocolException(Rule.MULTIFD_NOT_ENABLED,
                     "multifd channel from " + c.remote() + " but multifd-channels is 0 for replica " + cfg.name());
-            c.reject(e);
+            c.closeQuietly();
             fail(e);
             return;
         }
@@ -405,6 +408,7 @@ public final class IncomingMigration {
         @Override
         public void onPrecopyEnd(byte[] deviceState, String desc) {
             vmdesc = desc;
+            ProtocolException.check(memory != null, Rule.SECTION_ORDER, "the stream ended without a RAM section");
             if (cfg.colo()) {
                 // From here on every page is checkpoint data: cache + bitmap only. Nothing was
                 // recorded during precopy, so the bitmaps are clean (we run no guest that could
@@ -554,7 +558,7 @@ public final class IncomingMigration {
         long pause = System.nanoTime() - requestNanos;
         Checkpoint cp = new Checkpoint(epoch, pages, runs, transferNanos, flushNanos, pause, blob.length, digest);
         lastCheckpoint = cp;
-        LOG.fine(() -> String.format("%s: checkpoint %d committed: %d dirty pages flushed in %.2f ms (%d runs),"
+        LOG.info(() -> String.format("%s: checkpoint %d committed: %d dirty pages flushed in %.2f ms (%d runs),"
                         + " RAM %.2f ms, pause %.2f ms%s", cfg.name(), cp.epoch(), pages, flushNanos / 1e6, runs,
                 cp.transferNanos() / 1e6, pause / 1e6, digest == null ? "" : ", digest " + digest));
         commitListeners.forEach(l -> l.accept(cp));
@@ -644,9 +648,57 @@ public final class IncomingMigration {
         onEnd.run();
     }
 
+    /**
+     * The peer closed a connection whose decoder is paused (at a barrier, or holding a packet).
+     *
+     * @return true to keep its queued bytes and handle the close after the release; false when the
+     *         release can never come (the session is failed here)
+     */
+    public boolean closedWhilePaused(Connection c) {
+        if (finished.get()) {
+            return false;
+        }
+        if (c == main && phase == Phase.PRECOPY) {
+            // The source sent everything and closed; its channels may still be on their way
+            // (accepted, hello not read yet). If some are still missing after a grace period,
+            // they will never come: the barrier can never be released.
+            vertx.setTimer(MISSING_CHANNEL_GRACE_MS, id -> {
+                List<Integer> missing = new ArrayList<>();
+                synchronized (this) {
+                    for (int i = 0; i < channels.length; i++) {
+                        if (channels[i] == null) {
+                            missing.add(i);
+                        }
+                    }
+                }
+                if (!missing.isEmpty()) {
+                    fail(new ProtocolException(Rule.CHANNEL_CLOSED, "main channel closed while waiting at a sync for"
+                            + " multifd channel(s) " + missing + " that never connected"));
+                }
+            });
+            return true;
+        }
+        if (phase == Phase.COLO) {
+            connectionClosed(c);
+            return false;
+        }
+        return true;
+    }
+
     /** A connection closed; before completion that ends the session (COLO: failover). */
     public void connectionClosed(Connection c) {
         if (finished.get()) {
+            return;
+        }
+        boolean noMain;
+        synchronized (this) {
+            noMain = main == null;
+        }
+        if (noMain) {
+            // a channel of a migration whose main channel never came (or was rejected): this
+            // session can never complete; end it so the next migration starts clean
+            fail(new ProtocolException(Rule.CHANNEL_CLOSED, "multifd channel " + c.channelId()
+                    + " closed before the main channel connected"));
             return;
         }
         if (phase == Phase.COLO) {

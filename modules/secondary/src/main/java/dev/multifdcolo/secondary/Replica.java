@@ -101,6 +101,13 @@ public final class Replica {
      * @return the deployment ids (undeploy them to stop the replica)
      */
     public Future<java.util.List<String>> deploy(io.vertx.core.Vertx vertx, int instances) {
+        if (config.compression() != dev.multifdcolo.wire.Compression.NONE) {
+            // load the native codec once off the event loops (zstd-jni's first use costs ~300 ms)
+            vertx.executeBlocking(() -> {
+                dev.multifdcolo.wire.compress.PageDecompressor.create(config.compression()).close();
+                return null;
+            });
+        }
         Future<String> workers = config.colo()
                 ? dev.multifdcolo.secondary.colo.MemoryWorkerVerticle.deploy(vertx, config.coloOptions().flushWorkers())
                 : Future.succeededFuture(null);

@@ -14,6 +14,7 @@ final class BlockedThreadWatch {
     private static boolean installed;
 
     static synchronized void install() {
+        WARNINGS.clear();        // each test class judges its own event loops
         if (installed) {
             return;
         }

@@ -114,14 +114,6 @@ public final class ReceiveCommand implements Callable<Integer> {
             Replica probe = new Replica(cfg);
             if (colo) {
                 dev.multifdcolo.secondary.colo.MemoryWorkerVerticle.deploy(vertx, flushWorkers).await();
-                probe.onSessionStart(s -> s.onCommit(cp -> {
-                    if (!quiet) {
-                        err.printf("checkpoint %d committed: %d dirty pages flushed in %.2f ms (%d runs), RAM %.2f ms,"
-                                        + " pause %.2f ms%s%n", cp.epoch(), cp.dirtyPages(), cp.flushNanos() / 1e6, cp.runs(),
-                                cp.transferNanos() / 1e6, cp.pauseNanos() / 1e6,
-                                cp.digest() == null ? "" : ", digest " + cp.digest());
-                    }
-                }));
                 // manual failover: a line "failover" on standard input
                 Thread t = new Thread(() -> {
                     try (var in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in))) {
@@ -138,14 +130,11 @@ public final class ReceiveCommand implements Callable<Integer> {
                 t.setDaemon(true);
                 t.start();
             }
-            ChannelVerticle first = new ChannelVerticle(probe);
-            vertx.deployVerticle(first).await();
-            int port = first.actualPort();
+            // Vert.x shares one listening socket among instances that ask for the same host:port;
+            // for port 0 pick a free port first, so every instance (event loop) gets connections.
+            int port = hp.port() != 0 ? hp.port() : freePort(hp.host());
             Replica replica = probe;
-            if (n > 1) {
-                // the other instances share the port the first one bound, so connections spread over event loops
-                vertx.deployVerticle(() -> new ChannelVerticle(replica, port), new DeploymentOptions().setInstances(n - 1)).await();
-            }
+            vertx.deployVerticle(() -> new ChannelVerticle(replica, port), new DeploymentOptions().setInstances(n)).await();
             System.out.println("listening on " + new HostPort(hp.host(), port) + " (multifd-channels " + channels
                     + ", compression " + compression + ", flush-mode " + flushMode + ", " + n + " event loops)");
             System.out.flush();
@@ -180,6 +169,12 @@ public final class ReceiveCommand implements Callable<Integer> {
             return 0;
         } finally {
             vertx.close().await();
+        }
+    }
+
+    static int freePort(String host) throws java.io.IOException {
+        try (java.net.ServerSocket s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getByName(host))) {
+            return s.getLocalPort();
         }
     }
 

@@ -106,6 +106,8 @@ public final class Connection {
             classify();
         } else if (!paused) {
             drain();
+        } else {
+            throttle();
         }
     }
 
@@ -152,6 +154,13 @@ public final class Connection {
         }
     }
 
+    /** Closes without counting a rejection (the session's failure counts it). */
+    public void closeQuietly() {
+        rejected = true;
+        releasePending();
+        socket.close();
+    }
+
     /** Closes this connection with a logged reason; does not touch any session. */
     public void reject(ProtocolException e) {
         rejected = true;
@@ -190,10 +199,14 @@ public final class Connection {
     }
 
     /**
-     * Stops reading the socket. Netty's auto-read is switched off directly (rather than Vert.x's
-     * pause(), which queues inside Vert.x): the kernel's receive window then pushes back on the
-     * source, and what was already read waits in {@link #pending}, in order, ahead of any close.
+     * Bytes a paused decoder may have queued before the socket stops being read. Reading on
+     * while paused (up to this much) keeps noticing a peer that closes or resets; beyond it Netty's
+     * auto-read is switched off, so the kernel's receive window pushes back on the source.
      */
+    static final int HIGH_WATER = 1 << 20;
+
+    private boolean readingOff;
+
     private static final ByteBuffer EMPTY = ByteBuffer.allocate(0);
 
     private void feedNothing() {
@@ -208,15 +221,20 @@ public final class Connection {
     }
 
     private void pause() {
-        if (!paused) {
-            paused = true;
+        paused = true;
+        throttle();
+    }
+
+    private void throttle() {
+        if (paused && !readingOff && pendingBytes >= HIGH_WATER) {
+            readingOff = true;
             socket.channelHandlerContext().channel().config().setAutoRead(false);
         }
     }
 
     /** Resumes a decoder that paused at a barrier (must run on this connection's loop). */
     public void resumeDecoding() {
-        if (!paused || rejected) {
+        if (!paused || rejected || closed) {
             return;
         }
         paused = false;
@@ -229,7 +247,8 @@ public final class Connection {
         }
         if (closeSeen) {
             finishClose();       // the peer closed while we were paused: handle it now, in order
-        } else {
+        } else if (readingOff) {
+            readingOff = false;
             socket.channelHandlerContext().channel().config().setAutoRead(true);
         }
     }
@@ -274,7 +293,13 @@ public final class Connection {
             return;
         }
         if (paused) {
-            return;              // bytes queued behind a barrier still belong to the stream
+            // Bytes queued behind a barrier still belong to the stream, so the close waits for the
+            // release — unless the session says the barrier can never be released.
+            if (session != null && !session.closedWhilePaused(this)) {
+                closed = true;
+                releasePending();
+            }
+            return;
         }
         finishClose();
     }

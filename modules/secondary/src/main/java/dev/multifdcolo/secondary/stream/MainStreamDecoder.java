@@ -642,24 +642,45 @@ public final class MainStreamDecoder {
         devLen += n;
     }
 
+    /** Candidate vmdesc starts ({@code 00 06 len}) by the stream position their JSON would end at. */
+    private final java.util.HashMap<Integer, java.util.List<Integer>> vmdescEnds = new java.util.HashMap<>();
+    private int scanned;          // device bytes already searched for candidates
+    private int parseAttempts;
+    private static final int MAX_PARSE_ATTEMPTS = 64;
+
     /**
      * Looks for {@code EOF 0x06 len JSON} ending exactly at the end of what arrived (the source
      * sends nothing after the vmdesc until we answer), and accepts it only if the JSON's device
-     * list walks the kept sections.
+     * list walks the kept sections. Each byte is searched once (candidates are indexed by the
+     * position their JSON would end at), and the number of JSON parses is capped, so a hostile
+     * stream cannot make this quadratic.
      */
     private boolean tryFinishDevices() {
+        for (; scanned + 6 <= devLen; scanned++) {
+            int p = scanned;
+            if (dev[p] == 0 && dev[p + 1] == SectionType.VMDESCRIPTION) {
+                long len = ((dev[p + 2] & 0xffL) << 24) | ((dev[p + 3] & 0xffL) << 16) | ((dev[p + 4] & 0xffL) << 8)
+                        | (dev[p + 5] & 0xffL);
+                long end = p + 6 + len;
+                if (len > 1 && len <= opt.maxVmdesc() && end <= opt.maxDeviceState()) {
+                    vmdescEnds.computeIfAbsent((int) end, k -> new java.util.ArrayList<>()).add(p);
+                }
+            }
+        }
         if (devLen < 7 || dev[devLen - 1] != '}') {
             return false;
         }
-        for (int p = devLen - 7; p >= 0; p--) {
-            if (dev[p] != 0 || dev[p + 1] != SectionType.VMDESCRIPTION) {
+        java.util.List<Integer> starts = vmdescEnds.get(devLen);
+        if (starts == null) {
+            return false;
+        }
+        for (int p : starts) {
+            if (dev[p + 6] != '{') {
                 continue;
             }
-            long len = ByteBuffer.wrap(dev, p + 2, 4).getInt() & 0xffffffffL;
-            if (p + 6 + len != devLen || dev[p + 6] != '{' || len > opt.maxVmdesc()) {
-                continue;
-            }
-            String json = new String(dev, p + 6, (int) len, StandardCharsets.UTF_8);
+            ProtocolException.check(++parseAttempts <= MAX_PARSE_ATTEMPTS, Rule.DEVICE_STATE_END,
+                    "more than %d VMDESCRIPTION candidates in the device state failed to match it", MAX_PARSE_ATTEMPTS);
+            String json = new String(dev, p + 6, devLen - p - 6, StandardCharsets.UTF_8);
             if (DeviceChain.walks(dev, p, json)) {
                 finishPrecopy(Arrays.copyOf(dev, p), json);
                 return true;
@@ -672,6 +693,8 @@ public final class MainStreamDecoder {
         s = S.DONE;
         dev = new byte[0];
         devLen = 0;
+        scanned = 0;
+        vmdescEnds.clear();
         vmdesc = null;
         listener.onPrecopyEnd(devices, json);
     }
