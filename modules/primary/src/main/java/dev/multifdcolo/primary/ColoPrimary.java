@@ -94,6 +94,9 @@ public final class ColoPrimary implements AutoCloseable {
     private volatile FaultReport.Stage stage = FaultReport.Stage.IDLE;
     private volatile FaultReport.Stage firedStage;
     private volatile long firedBytes;
+    private volatile boolean firedComplete;
+    /** The live state (with every multifd SYNC) of the current checkpoint was written. */
+    private volatile boolean liveSent;
     private volatile FaultReport lastFault;
 
     private ColoPrimary(MigrationSender sender, GuestMemory memory, Workload workload, Options opts, byte[] blob) {
@@ -216,6 +219,7 @@ public final class ColoPrimary implements AutoCloseable {
         SendStats before = sender.stats();
         StreamWriter out = sender.stream();
         firedStage = null;
+        liveSent = false;
         stage = FaultReport.Stage.IDLE;
         try {
             sender.phase("checkpoint " + k);
@@ -231,7 +235,9 @@ public final class ColoPrimary implements AutoCloseable {
 
             stage = FaultReport.Stage.LIVE;
             if (fault != null && fault.where() == Fault.Where.LIVE_RAM) {
-                arm(trip, fault, (long) (fault.fraction() * estimate));
+                // the estimate covers all channels; one multifd channel carries about its share
+                long of = fault.channel() >= 0 ? estimate / sender.multifdChannels() : estimate;
+                arm(trip, fault, (long) (fault.fraction() * of));
             }
             long tSend = System.nanoTime();
             // flushed on its own, as QEMU's colo_send_message does: the secondary admits the
@@ -240,6 +246,7 @@ public final class ColoPrimary implements AutoCloseable {
             sender.onMain(() -> out.be32(ColoMessage.VMSTATE_SEND.value()).flush());
             sender.sendLiveState(dirty);
             long transfer = System.nanoTime() - tSend;
+            liveSent = true;
             if (fault != null && fault.where() == Fault.Where.LIVE_RAM) {
                 fire(fault, trip);   // the live state was shorter than the estimate: at its end
             }
@@ -292,7 +299,8 @@ public final class ColoPrimary implements AutoCloseable {
     }
 
     private FaultReport report(long k, Fault fault, String error) {
-        return new FaultReport(k, fault, firedStage, firedBytes, error, digest(), digests.get((int) (k - 1)));
+        return new FaultReport(k, fault, firedStage, firedBytes, firedComplete, error, digest(),
+                digests.get((int) (k - 1)));
     }
 
     /**
@@ -329,8 +337,12 @@ public final class ColoPrimary implements AutoCloseable {
         int target = fault.channel() == Fault.ALL_CHANNELS ? Tripwire.ALL
                 : fault.channel() == Fault.MAIN ? Tripwire.MAIN : fault.channel();
         trip.arm(target, limit, fault.stall(), channel -> {
-            firedStage = stage;
+            FaultReport.Stage now = stage;
+            firedStage = now;
             firedBytes = trip.counted();
+            // a lone multifd channel is done with this checkpoint once the live state (its SYNC
+            // included) was written; the main channel carries on with the blob
+            firedComplete = now.compareTo(FaultReport.Stage.SENT) >= 0 || (fault.channel() >= 0 && liveSent);
             if (fault.stall()) {
                 return;
             }

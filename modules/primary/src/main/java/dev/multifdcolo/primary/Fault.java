@@ -9,7 +9,8 @@ package dev.multifdcolo.primary;
  * @param channel  {@link #ALL_CHANNELS}, {@link #MAIN} or a multifd channel id (0-based)
  * @param bytes    {@link Where#AT_BYTE}: bytes of the checkpoint written on {@code channel} (all
  *                 channels together for {@link #ALL_CHANNELS}) before the cut
- * @param fraction {@link Where#LIVE_RAM}: share of the estimated live-state bytes (0..1);
+ * @param fraction {@link Where#LIVE_RAM}: share of the estimated live-state bytes (0..1) of
+ *                 {@code channel} (one multifd channel: its share of the estimate);
  *                 {@link Where#IN_BLOB}: share of the device-state blob
  * @param stall    stop sending instead of resetting
  */

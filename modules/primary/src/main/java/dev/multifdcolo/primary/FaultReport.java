@@ -10,12 +10,15 @@ package dev.multifdcolo.primary;
  * @param stage          where the transaction was when it fired (null: it never fired, the
  *                       checkpoint failed on its own)
  * @param bytesCounted   bytes counted on the faulted channel(s) when it fired
+ * @param complete       every byte of the checkpoint had been written when it fired (for a cut
+ *                       of one multifd channel: that channel had written its whole part, SYNC
+ *                       included, and the others go on), so the secondary may commit it
  * @param error          the error the checkpoint ended with (one line), or null
  * @param digest         the primary's memory digest with this checkpoint's writes (epoch)
  * @param previousDigest the primary's digest of the last committed checkpoint (epoch - 1)
  */
-public record FaultReport(long epoch, Fault fault, Stage stage, long bytesCounted, String error, String digest,
-                          String previousDigest) {
+public record FaultReport(long epoch, Fault fault, Stage stage, long bytesCounted, boolean complete, String error,
+                          String digest, String previousDigest) {
 
     /** Steps of one checkpoint transaction, in order. */
     public enum Stage {
@@ -35,11 +38,6 @@ public record FaultReport(long epoch, Fault fault, Stage stage, long bytesCounte
         LOADED
     }
 
-    /** True when the fault fired after every byte of the checkpoint had been written. */
-    public boolean allSent() {
-        return stage != null && stage.compareTo(Stage.SENT) >= 0;
-    }
-
     /** The lowest epoch a correct secondary may report after this fault. */
     public long minEpoch() {
         return stage != null && stage.compareTo(Stage.RECEIVED) >= 0 ? epoch : epoch - 1;
@@ -47,7 +45,7 @@ public record FaultReport(long epoch, Fault fault, Stage stage, long bytesCounte
 
     /** The highest epoch a correct secondary may report after this fault. */
     public long maxEpoch() {
-        return allSent() ? epoch : epoch - 1;
+        return stage != null && complete ? epoch : epoch - 1;
     }
 
     /** The primary's digest for {@code e} (this checkpoint or the previous one). */

@@ -205,6 +205,39 @@ class ColoFaultTest {
     }
 
     @Test
+    void oneMultifdChannelCutAtEachPoint() throws Exception {
+        int i = 0;
+        for (Fault.Where where : Fault.Where.values()) {
+            if (where == Fault.Where.AT_BYTE) {
+                continue;
+            }
+            Framing framing = i++ % 2 == 0 ? Framing.MODERN : Framing.LEGACY;
+            Fault fault = new Fault(where, i % 4, 0, 0.5, false);
+            Future<MigrationResult> outcome = mf4.next();
+            try (GuestMemory mem = SecondaryRig.image(RAM, i)) {
+                ColoPrimary p = mf4.startPrimary(framing, 4, mem, Workloads.random(i, 1500), options());
+                try {
+                    p.checkpoint();
+                    p.runGuest();
+                    try {
+                        p.checkpoint(fault);
+                    } catch (IOException expected) {
+                        // the secondary failed over and closed the rest
+                    }
+                    FaultReport r = p.lastFault();
+                    assertNotNull(r, where + ": fault report");
+                    long e = verify(mf4, outcome, r);
+                    String reason = outcome.result().colo().failoverReason();
+                    System.out.printf("%s %s: %s -> epoch %d (%s)%n", framing, fault, r.stage(), e, reason);
+                    assertTrue(!reason.contains("heartbeat"), where + ": noticed only by the heartbeat: " + reason);
+                } finally {
+                    p.kill();
+                }
+            }
+        }
+    }
+
+    @Test
     void stallLongerThanTheHeartbeat() throws Exception {
         for (Fault fault : new Fault[] {Fault.stall(Fault.Where.LIVE_RAM), Fault.stall(Fault.Where.BEFORE_REQUEST),
                 Fault.stall(Fault.Where.IN_BLOB)}) {

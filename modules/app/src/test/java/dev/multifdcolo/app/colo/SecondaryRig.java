@@ -11,6 +11,7 @@ import dev.multifdcolo.secondary.MigrationResult;
 import dev.multifdcolo.secondary.Replica;
 import dev.multifdcolo.secondary.ReplicaConfig;
 import dev.multifdcolo.secondary.colo.Checkpoint;
+import dev.multifdcolo.wire.Compression;
 import dev.multifdcolo.wire.Framing;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
@@ -34,6 +35,7 @@ final class SecondaryRig implements AutoCloseable {
     final Replica replica;
     final int port;
     final int multifd;
+    final Compression compression;
     /** epoch → the secondary's commit of the current session. */
     final Map<Long, Checkpoint> commits = new ConcurrentHashMap<>();
     final AtomicReference<IncomingMigration> session = new AtomicReference<>();
@@ -64,12 +66,18 @@ final class SecondaryRig implements AutoCloseable {
     }
 
     SecondaryRig(int multifd, long heartbeatMs) throws IOException {
+        this(multifd, heartbeatMs, Compression.NONE);
+    }
+
+    SecondaryRig(int multifd, long heartbeatMs, Compression compression) throws IOException {
         this.multifd = multifd;
+        this.compression = compression;
         this.vertx = Transports.vertx(TRANSPORT, new VertxOptions().setEventLoopPoolSize(4)
                 .setMaxEventLoopExecuteTime(500).setMaxEventLoopExecuteTimeUnit(TimeUnit.MILLISECONDS)
                 .setMaxWorkerExecuteTime(2).setMaxWorkerExecuteTimeUnit(TimeUnit.SECONDS));
         this.port = freePort();
         ReplicaConfig cfg = ReplicaConfig.defaults("colo-test", "127.0.0.1", port).withMultifd(multifd)
+                .withCompression(compression)
                 .withColo(ReplicaConfig.ColoOptions.on(600).withHeartbeat(heartbeatMs));
         this.replica = new Replica(cfg);
         replica.onSessionStart(s -> {
@@ -94,6 +102,7 @@ final class SecondaryRig implements AutoCloseable {
 
     SenderConfig.Builder sender(Framing framing, int channels) {
         return SenderConfig.builder("127.0.0.1", port).framing(framing).multifd(channels)
+                .compression(channels > 0 ? compression : Compression.NONE)
                 .stallTimeout(Duration.ofSeconds(20)).connectTimeout(Duration.ofSeconds(5));
     }
 
