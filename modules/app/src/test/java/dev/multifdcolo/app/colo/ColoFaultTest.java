@@ -2,9 +2,12 @@ package dev.multifdcolo.app.colo;
 
 import dev.multifdcolo.memory.GuestMemory;
 import dev.multifdcolo.primary.ColoCheckpoint;
+import dev.multifdcolo.memory.RamBlock;
 import dev.multifdcolo.primary.ColoPrimary;
+import dev.multifdcolo.primary.DirtyPages;
 import dev.multifdcolo.primary.Fault;
 import dev.multifdcolo.primary.FaultReport;
+import dev.multifdcolo.primary.Workload;
 import dev.multifdcolo.primary.Workloads;
 import dev.multifdcolo.secondary.IncomingMigration;
 import dev.multifdcolo.secondary.MigrationResult;
@@ -12,9 +15,11 @@ import dev.multifdcolo.wire.Framing;
 import io.vertx.core.Future;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
+import java.lang.foreign.ValueLayout;
 import java.time.Duration;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -234,6 +239,53 @@ class ColoFaultTest {
                     p.kill();
                 }
             }
+        }
+    }
+
+    /**
+     * A healthy primary whose checkpoint takes longer than the heartbeat (256 MiB rewritten, heartbeat
+     * 300 ms) must not be failed over: bytes keep arriving. The secondary's heartbeat counts from
+     * one CHECKPOINT_REQUEST to the next, so today it fires mid-checkpoint, commits after the flush
+     * and fails over instead of sending VMSTATE_LOADED.
+     */
+    @Test
+    @Disabled("secondary: the heartbeat runs from REQUEST to REQUEST and ignores a checkpoint still in progress;"
+            + " enable once it is re-armed by incoming bytes (or paused between REQUEST and LOADED)")
+    void checkpointLongerThanTheHeartbeatIsNoFailover() throws Exception {
+        Future<MigrationResult> outcome = heartbeat.next();
+        Workload everything = new Workload() {
+            private long generation;
+
+            @Override
+            public String name() {
+                return "everything";
+            }
+
+            @Override
+            public void step(GuestMemory m, DirtyPages d) {
+                generation++;
+                for (RamBlock b : m.blocks()) {
+                    for (long off = 0; off < b.length(); off += 4096) {
+                        b.guest().set(ValueLayout.JAVA_LONG_UNALIGNED, off, generation ^ off);
+                    }
+                    d.markRange(b, 0, b.length());
+                }
+            }
+        };
+        try (GuestMemory mem = SecondaryRig.image(256L << 20, 5)) {
+            ColoPrimary p = heartbeat.startPrimary(Framing.MODERN, 4, mem, everything,
+                    options().withDigests(false).withPrecopyDirtyRounds(0));
+            try {
+                for (int i = 0; i < 3; i++) {
+                    ColoCheckpoint c = p.checkpoint();
+                    System.out.println(c.line());
+                }
+            } finally {
+                p.close();
+            }
+            MigrationResult res = SecondaryRig.await(outcome, 10);
+            res.memory().close();
+            assertEquals(3, res.colo().epoch(), res.colo().failoverReason());
         }
     }
 
