@@ -15,6 +15,16 @@ import java.util.logging.Logger;
 public final class Transports {
     private static final Logger LOG = Logger.getLogger(Transports.class.getName());
 
+    static {
+        // Netty 4.2.9's io_uring can lose the read that reports a peer's reset while multishot
+        // POLL_ADD is on (netty/netty#17049, fixed by #17090): a dead COLO primary would then only
+        // be noticed by the heartbeat. Off unless the operator says otherwise; set before Netty's
+        // io_uring classes initialize.
+        if (System.getProperty("io.netty.iouring.pollAddMultishotEnabled") == null) {
+            System.setProperty("io.netty.iouring.pollAddMultishotEnabled", "false");
+        }
+    }
+
     private Transports() {}
 
     public static Transport choose(String name) {

@@ -44,7 +44,8 @@ import java.util.logging.Logger;
  * <p>Channels live on different event loops. Page data never crosses threads on the hot path:
  * each channel's decoder copies its pages from its socket buffers into the image (or the COLO
  * cache) on its own loop and records the dirty bitmap there, lock-free. Memcpy work of COLO
- * (precopy mirroring, checkpoint flush) goes to worker verticles over the event bus.
+ * (keeping the guest image equal to the cache during precopy, the checkpoint flush) goes to
+ * worker verticles over the event bus.
  *
  * <p>COLO invariant: nothing of checkpoint <i>k</i> reaches the guest image before checkpoint
  * <i>k</i> was received in full (RAM and device state); a failover at any point keeps the image of
@@ -69,7 +70,7 @@ public final class IncomingMigration {
     private final AtomicBoolean finished = new AtomicBoolean();
     private final Runnable onEnd;
     private final List<Consumer<Checkpoint>> commitListeners = new CopyOnWriteArrayList<>();
-    private final PageRouter router = new PageRouter(this::mirror);
+    private final PageRouter router = new PageRouter();
     private volatile GuestMemory memory;
     private volatile Phase phase = Phase.PRECOPY;
     private Connection main;
@@ -78,13 +79,14 @@ public final class IncomingMigration {
     private volatile String machine;
     private String vmdesc;
     // COLO
-    private final Outstanding mirrors = new Outstanding();
+    private final Outstanding flushes = new Outstanding();
     private ColoChannel colo;
     private volatile long epoch = -1;
     private volatile byte[] committedBlob;
     private volatile Checkpoint lastCheckpoint;
     private volatile String failoverReason;
     private long heartbeatTimer = -1;
+    private volatile long lastActivity = System.nanoTime();
     private long requestNanos;
     private long sendNanos;
     private long transferNanos;
@@ -299,21 +301,10 @@ public final class IncomingMigration {
         c.channelId(id);
     }
 
-    /** Bytes read on a channel (accounting). */
+    /** Bytes read on a channel (accounting, and the COLO heartbeat). */
     public void countBytes(int channel, long n) {
         stats.addBytes(Math.max(channel, -1), n);
-    }
-
-    /** COLO precopy: hand the cache → guest copy of these pages to a worker verticle. */
-    private void mirror(MemoryJob.Mirror job) {
-        mirrors.begin();
-        vertx.eventBus().<ColoFlush.Stats>request(MemoryWorkerVerticle.ADDRESS, job)
-                .onComplete(ar -> {
-                    mirrors.end();
-                    if (ar.failed()) {
-                        fail(new IllegalStateException("precopy mirror copy failed: " + ar.cause().getMessage(), ar.cause()));
-                    }
-                });
+        lastActivity = System.nanoTime();
     }
 
     // ------------------------------------------------------------------ main stream events
@@ -366,7 +357,10 @@ public final class IncomingMigration {
             if (colo) {
                 openCheckpointRam(true);       // the channels' pages before this SYNC belong to this checkpoint
             }
-            Future<Void> all = Future.all(barrier.await(), mirrors.idle()).mapEmpty();
+            // COLO precopy: once every channel is paused at its SYNC nothing writes the cache, so
+            // this round's pages are copied cache → guest by the workers before anyone goes on.
+            Future<Void> all = barrier.await().compose(v -> router.mode() == PageRouter.Mode.COLO_PRECOPY
+                    ? flushToGuest().mapEmpty() : Future.succeededFuture());
             if (all.succeeded()) {
                 release(colo);
                 return false;
@@ -413,10 +407,14 @@ public final class IncomingMigration {
                 // From here on every page is checkpoint data: cache + bitmap only. Nothing was
                 // recorded during precopy, so the bitmaps are clean (we run no guest that could
                 // dirty the image, §9.8 step 1 is empty).
-                router.mode(PageRouter.Mode.COLO_STATE);
                 phase = Phase.ENTERING_COLO;
                 committedBlob = deviceState;
-                mirrors.idle().onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
+                // the last pages of precopy (after the last barrier, or all of them without
+                // multifd) reach the guest image before COLO state starts; nothing writes meanwhile
+                flushToGuest().onComplete(ar -> main.runOnLoop(() -> {
+                    router.mode(PageRouter.Mode.COLO_STATE);
+                    enterColo(ar.cause());
+                }));
             } else {
                 // a channel still waiting at a SYNC the stream never paired lost its later packets
                 int unpaired = barrier.unpaired();
@@ -449,13 +447,13 @@ public final class IncomingMigration {
 
     // ------------------------------------------------------------------ COLO (§9.3 - §9.10)
 
-    /** Precopy done and mirrored: the image is consistent; start the checkpoint loop. */
-    private void enterColo(Throwable mirrorFailure) {
+    /** Precopy done and cache == guest: the image is consistent; start the checkpoint loop. */
+    private void enterColo(Throwable flushFailure) {
         if (finished.get()) {
             return;
         }
-        if (mirrorFailure != null) {
-            fail(mirrorFailure);
+        if (flushFailure != null) {
+            fail(flushFailure);
             return;
         }
         if (returnPath) {
@@ -480,15 +478,24 @@ public final class IncomingMigration {
         main.write(b);
     }
 
+    /**
+     * The heartbeat: the primary must keep bytes coming (a CHECKPOINT_REQUEST at least every
+     * interval, and a checkpoint in progress keeps streaming). No byte on any channel for
+     * {@code heartbeat-timeout-ms} — outside our own flush — is a failover. Re-armed by every read,
+     * so a large checkpoint that takes longer than the heartbeat is not mistaken for a dead primary.
+     */
     private void armHeartbeat() {
-        if (heartbeatTimer >= 0) {
-            vertx.cancelTimer(heartbeatTimer);
-        }
         long ms = cfg.coloOptions().heartbeatMs();
-        heartbeatTimer = vertx.setTimer(ms, id -> main.runOnLoop(() -> {
-            if (heartbeatTimer == id) {
-                failover(new ProtocolException(Rule.COLO_HEARTBEAT,
-                        "no checkpoint request within " + ms + " ms").getMessage());
+        lastActivity = System.nanoTime();
+        heartbeatTimer = vertx.setPeriodic(Math.max(10, ms / 8), id -> main.runOnLoop(() -> {
+            if (finished.get() || flushing || phase != Phase.COLO) {
+                return;
+            }
+            long idle = (System.nanoTime() - lastActivity) / 1_000_000;
+            if (idle > ms) {
+                failover(new ProtocolException(Rule.COLO_HEARTBEAT, "no bytes from the primary for " + idle
+                        + " ms (heartbeat " + ms + " ms)" + (colo.idle() ? ", no checkpoint request" : " mid-checkpoint"))
+                        .getMessage());
             }
         }));
     }
@@ -497,7 +504,6 @@ public final class IncomingMigration {
         @Override
         public void onRequest() {
             requestNanos = System.nanoTime();
-            armHeartbeat();
             sendColo(ColoMessage.CHECKPOINT_REPLY);
         }
 
@@ -521,13 +527,34 @@ public final class IncomingMigration {
         }
     }
 
-    /** Splits every block's bitmap over the flush workers; commits when all replied. */
+    /** Checkpoint flush: every page recorded since the last one, cache → guest; then commit. */
     private void flush(byte[] blob) {
         flushing = true;
         long t0 = System.nanoTime();
+        flushToGuest().onComplete(ar -> main.runOnLoop(() -> {
+            flushing = false;
+            if (ar.failed()) {
+                fail(new IllegalStateException("flush failed: " + ar.cause().getMessage(), ar.cause()));
+                return;
+            }
+            lastActivity = System.nanoTime();     // our flush time is not the primary's silence
+            commit(blob, ar.result().pages(), ar.result().runs(), System.nanoTime() - t0);
+        }));
+    }
+
+    /**
+     * Splits every block's bitmap over the flush worker verticles (event-bus requests carrying a
+     * block and a word range, never page bytes); each copies its runs of dirty pages cache → guest
+     * and clears the bits. Only called while no channel writes (at a barrier, at the end of
+     * precopy, after a checkpoint was received).
+     */
+    private Future<ColoFlush.Stats> flushToGuest() {
         int workers = cfg.coloOptions().flushWorkers();
         List<Future<Message<ColoFlush.Stats>>> parts = new ArrayList<>();
         for (RamBlock b : memory.blocks()) {
+            if (b.bitmap().dirtyPages() == 0) {
+                continue;
+            }
             int words = b.bitmap().wordCount();
             int per = Math.max(64, (words + workers - 1) / workers);
             for (int from = 0; from < words; from += per) {
@@ -535,20 +562,19 @@ public final class IncomingMigration {
                         new MemoryJob.Flush(b, from, Math.min(words, from + per))));
             }
         }
-        Future.all(parts).onComplete(ar -> main.runOnLoop(() -> {
-            flushing = false;
-            if (ar.failed()) {
-                fail(new IllegalStateException("flush failed: " + ar.cause().getMessage(), ar.cause()));
-                return;
-            }
+        if (parts.isEmpty()) {
+            return Future.succeededFuture(new ColoFlush.Stats(0, 0));
+        }
+        flushes.begin();
+        return Future.all(parts).map(cf -> {
             long pages = 0;
             long runs = 0;
             for (Future<Message<ColoFlush.Stats>> f : parts) {
                 pages += f.result().body().pages();
                 runs += f.result().body().runs();
             }
-            commit(blob, pages, runs, System.nanoTime() - t0);
-        }));
+            return new ColoFlush.Stats(pages, runs);
+        }).andThen(ar -> flushes.end());
     }
 
     private void commit(byte[] blob, long pages, long runs, long flushNanos) {
@@ -642,7 +668,7 @@ public final class IncomingMigration {
         router.memory(null);
         if (m != null) {
             // wait until no worker copies into it any more, then release it
-            mirrors.idle().onComplete(ar -> m.close());
+            flushes.idle().onComplete(ar -> m.close());
         }
         outcome.fail(new MigrationFailedException(cfg.name(), cause));
         onEnd.run();

@@ -387,7 +387,7 @@ class RejectionColoTest {
             p.checkpointCommitted();
             long t0 = System.nanoTime();
             MigrationResult res = p.failedOver(Rule.COLO_HEARTBEAT, 1);
-            assertTrue(res.colo().failoverReason().contains("no checkpoint request within 300 ms"), res.colo().failoverReason());
+            assertTrue(res.colo().failoverReason().contains("no checkpoint request"), res.colo().failoverReason());
             assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(5));
             keeps(res, image(true));
         }

@@ -15,7 +15,6 @@ import dev.multifdcolo.wire.Framing;
 import io.vertx.core.Future;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -249,8 +248,6 @@ class ColoFaultTest {
      * and fails over instead of sending VMSTATE_LOADED.
      */
     @Test
-    @Disabled("secondary: the heartbeat runs from REQUEST to REQUEST and ignores a checkpoint still in progress;"
-            + " enable once it is re-armed by incoming bytes (or paused between REQUEST and LOADED)")
     void checkpointLongerThanTheHeartbeatIsNoFailover() throws Exception {
         Future<MigrationResult> outcome = heartbeat.next();
         Workload everything = new Workload() {

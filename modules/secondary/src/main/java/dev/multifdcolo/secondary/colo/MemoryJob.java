@@ -10,11 +10,9 @@ import dev.multifdcolo.memory.RamBlock;
 public sealed interface MemoryJob {
 
     /**
-     * COLO precopy (§9.6/§9.7): pages just received into the cache are copied to the guest image,
-     * keeping both identical.
+     * Copy the dirty pages of bitmap words {@code [fromWord, toWord)} of one block cache → guest
+     * and clear them: the checkpoint flush (§9.8), and in precopy the copy that keeps the guest
+     * image equal to the cache (§9.6/§9.7) at each barrier.
      */
-    record Mirror(RamBlock block, long[] offsets, int count) implements MemoryJob {}
-
-    /** Checkpoint flush (§9.8) of bitmap words {@code [fromWord, toWord)} of one block. */
     record Flush(RamBlock block, int fromWord, int toWord) implements MemoryJob {}
 }

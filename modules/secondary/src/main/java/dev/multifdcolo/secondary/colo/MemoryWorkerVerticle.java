@@ -1,7 +1,6 @@
 package dev.multifdcolo.secondary.colo;
 
 import dev.multifdcolo.memory.ColoFlush;
-import dev.multifdcolo.memory.Pages;
 import io.vertx.core.DeploymentOptions;
 import io.vertx.core.Future;
 import io.vertx.core.ThreadingModel;
@@ -11,11 +10,10 @@ import io.vertx.core.buffer.Buffer;
 import io.vertx.core.eventbus.MessageCodec;
 import io.vertx.core.eventbus.MessageConsumer;
 
-import java.lang.foreign.MemorySegment;
 
 /**
- * A worker verticle doing the memcpy work of COLO off the event loops: precopy mirroring
- * (cache → guest) and checkpoint flushes. Deployed as N instances consuming one address, so
+ * A worker verticle doing the memcpy work of COLO off the event loops: the cache → guest copies
+ * of precopy rounds and checkpoint flushes. Deployed as N instances consuming one address, so
  * the event bus spreads jobs over N worker threads.
  */
 public final class MemoryWorkerVerticle extends VerticleBase {
@@ -27,7 +25,6 @@ public final class MemoryWorkerVerticle extends VerticleBase {
     public static Future<String> deploy(Vertx vertx, int instances) {
         synchronized (MemoryWorkerVerticle.class) {
             try {
-                vertx.eventBus().registerDefaultCodec(MemoryJob.Mirror.class, new Identity<>("mfc-mirror"));
                 vertx.eventBus().registerDefaultCodec(MemoryJob.Flush.class, new Identity<>("mfc-flush"));
                 vertx.eventBus().registerDefaultCodec(ColoFlush.Stats.class, new Identity<>("mfc-flush-stats"));
             } catch (IllegalStateException alreadyRegistered) {
@@ -46,15 +43,6 @@ public final class MemoryWorkerVerticle extends VerticleBase {
 
     static ColoFlush.Stats run(MemoryJob job) {
         return switch (job) {
-            case MemoryJob.Mirror m -> {
-                MemorySegment cache = m.block().cache();
-                MemorySegment guest = m.block().guest();
-                for (int i = 0; i < m.count(); i++) {
-                    long off = m.offsets()[i];
-                    MemorySegment.copy(cache, off, guest, off, Pages.SIZE);
-                }
-                yield new ColoFlush.Stats(m.count(), m.count());
-            }
             case MemoryJob.Flush f -> ColoFlush.flush(f.block(), f.fromWord(), f.toWord());
         };
     }

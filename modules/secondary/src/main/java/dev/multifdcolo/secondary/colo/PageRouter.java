@@ -6,8 +6,6 @@ import dev.multifdcolo.secondary.stream.RamSink;
 import dev.multifdcolo.wire.Wire;
 
 import java.lang.foreign.MemorySegment;
-import java.util.Arrays;
-import java.util.function.Consumer;
 
 /**
  * Where every received page goes (§9.6, §9.7) — the same rules for multifd packets and
@@ -16,25 +14,26 @@ import java.util.function.Consumer;
  * <table>
  * <tr><th>mode</th><th>normal page</th><th>zero page</th></tr>
  * <tr><td>PLAIN</td><td>guest image</td><td>zero the guest page</td></tr>
- * <tr><td>COLO_PRECOPY</td><td>cache, then a mirror job copies it cache → guest</td><td>zero cache and guest</td></tr>
+ * <tr><td>COLO_PRECOPY</td><td>cache, bitmap bit set; at the round's barrier the workers copy the
+ * round's pages cache → guest</td><td>zero cache and guest</td></tr>
  * <tr><td>COLO_STATE</td><td>cache only, bitmap bit set</td><td>zero the cache page, bitmap bit set</td></tr>
  * </table>
  *
- * Called concurrently from every channel's event loop: recording is lock-free, mirror jobs are
- * handed to {@code mirror} (the session sends them to worker verticles).
+ * Called concurrently from every channel's event loop; recording is lock-free.
+ *
+ * <p>Why precopy mirrors at barriers and not per packet: a per-packet copy job racing the next
+ * write of the same page (7.2 sends duplicates; jobs on N workers finish in any order) can leave
+ * an older or torn page in the guest image. At a barrier every channel is paused, so the copy of
+ * the round's pages sees the final cache content — the guest equals the cache at every sync
+ * point, and at COLO start.
  */
 public final class PageRouter implements RamSink {
 
     /** Where received pages go. */
     public enum Mode { PLAIN, COLO_PRECOPY, COLO_STATE }
 
-    private final Consumer<MemoryJob.Mirror> mirror;
     private volatile GuestMemory memory;
     private volatile Mode mode = Mode.PLAIN;
-
-    public PageRouter(Consumer<MemoryJob.Mirror> mirror) {
-        this.mirror = mirror;
-    }
 
     public void memory(GuestMemory m) {
         this.memory = m;
@@ -82,8 +81,7 @@ public final class PageRouter implements RamSink {
     public void normalPagesWritten(RamBlock block, long[] offsets, int from, int count) {
         switch (mode) {
             case PLAIN -> { }
-            case COLO_PRECOPY -> mirror.accept(new MemoryJob.Mirror(block, Arrays.copyOfRange(offsets, from, from + count), count));
-            case COLO_STATE -> record(block, offsets, from, count);
+            case COLO_PRECOPY, COLO_STATE -> record(block, offsets, from, count);
         }
     }
 

@@ -81,11 +81,10 @@ class PageRouterTest {
     }
 
     @Test
-    void precopyMirrorsNormalPagesAndZeroesBothCopies() throws Exception {
+    void precopyMirrorsNormalPagesAtTheBarrierAndZeroesBothCopies() throws Exception {
         try (GuestMemory m = colo(16)) {
             RamBlock b = m.block("ram");
-            List<MemoryJob.Mirror> jobs = new ArrayList<>();
-            PageRouter r = new PageRouter(jobs::add);
+            PageRouter r = new PageRouter();
             r.memory(m);
             r.mode(PageRouter.Mode.COLO_PRECOPY);
             fill(b.guest(), 0x5000, (byte) 0x55);
@@ -93,20 +92,45 @@ class PageRouterTest {
             byte[] p1 = page(1);
             byte[] p2 = page(2);
             assertEquals(Progress.NEED_MORE, multifd(r).feed(multifdStream(p1, p2)));
-            // normal pages land in the cache; the guest copy is the worker's job
+            // normal pages land in the cache and are marked for the round's copy to the guest
             assertArrayEquals(p1, at(b.cache(), 0x3000));
             assertArrayEquals(p2, at(b.cache(), 0x1000));
             assertArrayEquals(new byte[P], at(b.guest(), 0x3000));
-            assertEquals(1, jobs.size());
-            assertArrayEquals(new long[]{0x3000, 0x1000}, jobs.get(0).offsets());
-            MemoryWorkerVerticle.run(jobs.get(0));
-            assertArrayEquals(p1, at(b.guest(), 0x3000));
-            assertArrayEquals(p2, at(b.guest(), 0x1000));
+            assertTrue(b.bitmap().isSet(3) && b.bitmap().isSet(1));
+            assertFalse(b.bitmap().isSet(5), "zero pages need no copy");
             // zero pages are zeroed in both, at once
             assertArrayEquals(new byte[P], at(b.guest(), 0x5000));
             assertArrayEquals(new byte[P], at(b.cache(), 0x5000));
-            // precopy records nothing
+            // the barrier's copy (what the workers run) makes guest == cache and clears the marks
+            MemoryWorkerVerticle.run(new MemoryJob.Flush(b, 0, b.bitmap().wordCount()));
+            assertArrayEquals(p1, at(b.guest(), 0x3000));
+            assertArrayEquals(p2, at(b.guest(), 0x1000));
             assertEquals(0, b.bitmap().dirtyPages());
+            assertArrayEquals(b.cache().toArray(ValueLayout.JAVA_BYTE), b.guest().toArray(ValueLayout.JAVA_BYTE));
+        }
+    }
+
+    /** A page received twice in one round: the barrier copies the last version (no job races). */
+    @Test
+    void precopyDuplicatePageInOneRoundEndsWithTheLastVersion() throws Exception {
+        try (GuestMemory m = colo(16)) {
+            RamBlock b = m.block("ram");
+            PageRouter r = new PageRouter();
+            r.memory(m);
+            r.mode(PageRouter.Mode.COLO_PRECOPY);
+            MultifdChannelDecoder d = multifd(r);
+            ByteBuffer first = multifdStream(page(10), page(11));
+            d.feed(first);
+            // a second packet, same pages, new content (7.2 sends duplicates)
+            ByteBuffer second = ByteBuffer.allocate(Wire.PACKET_HEADER_LEN + 2 * P);
+            MultifdPacket.encode(second, 0, 128, 2, 0, 2 * P, 8, "ram", new long[]{0x3000, 0x1000});
+            byte[] v2a = page(12);
+            byte[] v2b = page(13);
+            second.put(v2a).put(v2b).flip();
+            d.feed(second);
+            MemoryWorkerVerticle.run(new MemoryJob.Flush(b, 0, b.bitmap().wordCount()));
+            assertArrayEquals(v2a, at(b.guest(), 0x3000));
+            assertArrayEquals(v2b, at(b.guest(), 0x1000));
         }
     }
 
@@ -114,8 +138,7 @@ class PageRouterTest {
     void coloStateRecordsNormalAndZeroPagesAndLeavesTheGuestAlone() throws Exception {
         try (GuestMemory m = colo(16)) {
             RamBlock b = m.block("ram");
-            List<MemoryJob.Mirror> jobs = new ArrayList<>();
-            PageRouter r = new PageRouter(jobs::add);
+            PageRouter r = new PageRouter();
             r.memory(m);
             r.mode(PageRouter.Mode.COLO_STATE);
             fill(b.guest(), 0x5000, (byte) 0x55);
@@ -123,7 +146,6 @@ class PageRouterTest {
             byte[] p1 = page(3);
             byte[] p2 = page(4);
             multifd(r).feed(multifdStream(p1, p2));
-            assertTrue(jobs.isEmpty(), "no mirroring in COLO state");
             assertArrayEquals(p1, at(b.cache(), 0x3000));
             assertArrayEquals(new byte[P], at(b.guest(), 0x3000), "the guest image is untouched until the flush");
             assertArrayEquals(new byte[P], at(b.cache(), 0x5000));
@@ -148,8 +170,7 @@ class PageRouterTest {
                     .ramEos().footer(1)
                     .sectionPart(1).ramPage("ram", 0x2000, src, 0).ramZero("ram", 0x4000).ramEos().footer(1);
             GuestMemory[] mem = new GuestMemory[1];
-            List<MemoryJob.Mirror> jobs = new ArrayList<>();
-            PageRouter r = new PageRouter(jobs::add);
+            PageRouter r = new PageRouter();
             MainStreamDecoder d = new MainStreamDecoder(new MainStreamDecoder.Options(0, FlushMode.AUTO, 1 << 20, 1 << 20,
                     null, new byte[16]), r, new MainStreamDecoder.Listener() {
                 @Override
@@ -209,8 +230,8 @@ class PageRouterTest {
                 }
                 case COLO_PRECOPY -> {
                     assertArrayEquals(p1, at(b.cache(), 0x2000));
-                    assertEquals(1, jobs.size());
-                    MemoryWorkerVerticle.run(jobs.get(0));
+                    assertTrue(b.bitmap().isSet(2));
+                    MemoryWorkerVerticle.run(new MemoryJob.Flush(b, 0, b.bitmap().wordCount()));
                     assertArrayEquals(p1, at(b.guest(), 0x2000));
                     assertArrayEquals(new byte[P], at(b.guest(), 0x4000));
                     assertArrayEquals(new byte[P], at(b.cache(), 0x4000));
@@ -223,7 +244,6 @@ class PageRouterTest {
                     assertArrayEquals(new byte[P], at(b.cache(), 0x4000));
                     assertTrue(b.bitmap().isSet(2) && b.bitmap().isSet(4));
                     assertFalse(b.bitmap().isSet(3));
-                    assertTrue(jobs.isEmpty());
                 }
             }
             mem[0].close();
