@@ -92,6 +92,14 @@ class ColoEmulatorTest {
         run(mf4, Framing.LEGACY, 4, 20, Workloads.idle(8), 8);
     }
 
+    /** COLO with compression (the upstream motivation): zstd, 4 channels, 200 checkpoints, digests equal. */
+    @Test
+    void zstdMultifd4_200checkpoints() throws Exception {
+        try (SecondaryRig rig = new SecondaryRig(4, 10_000, Compression.ZSTD)) {
+            run(rig, Framing.MODERN, 4, 200, Workloads.random(21, 3000), 21);
+        }
+    }
+
     /** Multifd compression and several RAMBlocks (the CONTINUE flag across blocks and checkpoints). */
     @ParameterizedTest(name = "{0} multifd {1} {2}, {3} block(s)")
     @CsvSource({"MODERN,4,ZSTD,1", "LEGACY,4,ZLIB,1", "MODERN,2,ZSTD,3", "MODERN,4,NONE,2", "LEGACY,4,NONE,2",
