@@ -46,7 +46,10 @@ final class Replay implements AutoCloseable {
             boolean isMain = i == 0;
             if (isMain) {
                 pool.submit(() -> {
-                    try (InputStream in = s.getInputStream()) {
+                    // not try-with-resources: closing the stream closes the socket, and the
+                    // writer may still be finishing (shutdownOutput) when the receiver closes
+                    try {
+                        InputStream in = s.getInputStream();
                         byte[] buf = new byte[4096];
                         int n;
                         while ((n = in.read(buf)) > 0) {
