@@ -66,6 +66,23 @@ class ReceiverNetworkTest {
         assertEquals(1, r.completed());
     }
 
+    /** With a backing directory the guest image is a memory-mapped file per RAMBlock. */
+    @Test
+    void fileBackedImage(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        Captures c = Captures.all().get(6);      // 11.1 multifd 4
+        int port = Replay.freePort();
+        Replica r = deploy(c.config("127.0.0.1", port).withBacking(dev.multifdcolo.memory.Backing.files(dir)), 2);
+        var next = r.nextMigration();
+        try (Replay replay = new Replay()) {
+            replay.play(port, c.mainBytes(), c.channelBytes(), 5, true).get(20, TimeUnit.SECONDS);
+            MigrationResult res = next.toCompletionStage().toCompletableFuture().get(20, TimeUnit.SECONDS);
+            res.memory().block("ram").guest().force();
+            assertArrayEquals(c.expectedRam(), java.nio.file.Files.readAllBytes(dir.resolve("ram.img")),
+                    "the file holds the image");
+            res.memory().close();
+        }
+    }
+
     @Test
     void garbageConnectionIsRejectedWithoutDisturbingTheReplica() throws Exception {
         Captures c = Captures.all().get(1);
