@@ -409,12 +409,11 @@ public final class IncomingMigration {
                 // dirty the image, §9.8 step 1 is empty).
                 phase = Phase.ENTERING_COLO;
                 committedBlob = deviceState;
-                // the last pages of precopy (after the last barrier, or all of them without
-                // multifd) reach the guest image before COLO state starts; nothing writes meanwhile
-                flushToGuest().onComplete(ar -> main.runOnLoop(() -> {
-                    router.mode(PageRouter.Mode.COLO_STATE);
-                    enterColo(ar.cause());
-                }));
+                // From here on every page is checkpoint data (cache + bitmap, held at the gate
+                // until VMSTATE_SEND). The last precopy pages (after the last barrier, or all of
+                // them without multifd) are still marked: copy them to the guest, then READY.
+                router.mode(PageRouter.Mode.COLO_STATE);
+                flushToGuest().onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
             } else {
                 // a channel still waiting at a SYNC the stream never paired lost its later packets
                 int unpaired = barrier.unpaired();
