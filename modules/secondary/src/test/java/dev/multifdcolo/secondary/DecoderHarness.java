@@ -106,13 +106,7 @@ final class DecoderHarness implements RamSink {
                         return true;
                     }
 
-                    @Override
-                    public void onRamSectionEnd(int sectionType) {
-                    }
 
-                    @Override
-                    public void onMainPages(int normal, int zero) {
-                    }
 
                     @Override
                     public void onPrecopyEnd(byte[] dev, String desc) {
@@ -121,9 +115,6 @@ final class DecoderHarness implements RamSink {
                         precopyDone = true;
                     }
 
-                    @Override
-                    public void onLiveStateEnd() {
-                    }
                 });
         Chunker mainIn = new Chunker(main, rnd, maxChunk);
         while (true) {

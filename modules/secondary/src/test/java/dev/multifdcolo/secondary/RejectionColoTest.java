@@ -108,13 +108,7 @@ class RejectionColoTest {
         void feed(byte[] colo, long maxBlob, RejectionRig.Split split) {
             MainStreamDecoder md = new MainStreamDecoder(new MainStreamDecoder.Options(0, FlushMode.LEGACY, 64L << 20, 16 << 20,
                     null, new byte[16]), this, new MainStreamDecoder.Listener() {
-                @Override
-                public void onConfiguration(String machine) {
-                }
 
-                @Override
-                public void onCommand(Command command, ByteBuffer data) {
-                }
 
                 @Override
                 public void onMemSize(List<BlockSpec> blocks) {
@@ -130,21 +124,9 @@ class RejectionColoTest {
                     return false;
                 }
 
-                @Override
-                public void onRamSectionEnd(int sectionType) {
-                }
 
-                @Override
-                public void onMainPages(int normal, int zero) {
-                }
 
-                @Override
-                public void onPrecopyEnd(byte[] deviceState, String vmdesc) {
-                }
 
-                @Override
-                public void onLiveStateEnd() {
-                }
             });
             assertEquals(Progress.DONE, md.feed(ByteBuffer.wrap(RejectionMainStreamTest.PLAIN.main())));
             ColoChannel cc = new ColoChannel(md, maxBlob, new ColoChannel.Listener() {
@@ -156,9 +138,6 @@ class RejectionColoTest {
                 public void onVmstateSend() {
                 }
 
-                @Override
-                public void onLiveStateEnd() {
-                }
 
                 @Override
                 public void onDeviceState(byte[] blob) {

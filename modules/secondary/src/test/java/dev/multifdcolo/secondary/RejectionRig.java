@@ -293,13 +293,7 @@ final class RejectionRig implements RamSink {
                     return true;
                 }
 
-                @Override
-                public void onRamSectionEnd(int sectionType) {
-                }
 
-                @Override
-                public void onMainPages(int normal, int zero) {
-                }
 
                 @Override
                 public void onPrecopyEnd(byte[] deviceState, String vmdesc) {

@@ -23,10 +23,12 @@ public final class ColoChannel {
         void onRequest();
 
         /** VMSTATE_SEND arrived; the live state (RAM) follows. */
-        void onVmstateSend();
+        default void onVmstateSend() {
+        }
 
         /** The live state ended (EOF): all RAM of this checkpoint is in the cache. */
-        void onLiveStateEnd();
+        default void onLiveStateEnd() {
+        }
 
         /** The device state arrived in full: send RECEIVED, flush, commit, send LOADED, then {@link #checkpointDone()}. */
         void onDeviceState(byte[] blob);

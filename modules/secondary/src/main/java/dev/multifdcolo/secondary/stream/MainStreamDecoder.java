@@ -34,9 +34,11 @@ public final class MainStreamDecoder {
 
     /** Session callbacks (all on the main channel's event loop). */
     public interface Listener {
-        void onConfiguration(String machine);
+        default void onConfiguration(String machine) {
+        }
 
-        void onCommand(Command command, ByteBuffer data);
+        default void onCommand(Command command, ByteBuffer data) {
+        }
 
         /** The RAMBlock list; the listener allocates memory or throws MEM_SIZE_LIMIT. */
         void onMemSize(List<BlockSpec> blocks);
@@ -49,16 +51,20 @@ public final class MainStreamDecoder {
         boolean onBarrier();
 
         /** A RAM section (START/PART/END) ended with EOS and a correct footer. */
-        void onRamSectionEnd(int sectionType);
+        default void onRamSectionEnd(int sectionType) {
+        }
 
         /** Main-channel pages applied (accounting). */
-        void onMainPages(int normal, int zero);
+        default void onMainPages(int normal, int zero) {
+        }
 
         /** Precopy finished: verbatim device sections and the VMDESCRIPTION JSON (may be null). */
-        void onPrecopyEnd(byte[] deviceState, String vmdesc);
+        default void onPrecopyEnd(byte[] deviceState, String vmdesc) {
+        }
 
         /** Live state (COLO checkpoint RAM) finished with EOF. */
-        void onLiveStateEnd();
+        default void onLiveStateEnd() {
+        }
     }
 
     /** Limits and expectations for one replica. */

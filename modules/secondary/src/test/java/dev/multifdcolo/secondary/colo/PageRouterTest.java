@@ -173,13 +173,7 @@ class PageRouterTest {
             PageRouter r = new PageRouter();
             MainStreamDecoder d = new MainStreamDecoder(new MainStreamDecoder.Options(0, FlushMode.AUTO, 1 << 20, 1 << 20,
                     null, new byte[16]), r, new MainStreamDecoder.Listener() {
-                @Override
-                public void onConfiguration(String machine) {
-                }
 
-                @Override
-                public void onCommand(Command command, ByteBuffer data) {
-                }
 
                 @Override
                 public void onMemSize(List<BlockSpec> blocks) {
@@ -205,21 +199,9 @@ class PageRouterTest {
                     return false;
                 }
 
-                @Override
-                public void onRamSectionEnd(int sectionType) {
-                }
 
-                @Override
-                public void onMainPages(int normal, int zero) {
-                }
 
-                @Override
-                public void onPrecopyEnd(byte[] deviceState, String vmdesc) {
-                }
 
-                @Override
-                public void onLiveStateEnd() {
-                }
             });
             assertEquals(Progress.NEED_MORE, d.feed(ByteBuffer.wrap(w.toByteArray())));
             RamBlock b = mem[0].block("ram");
