@@ -307,6 +307,34 @@ public final class MigrationSender implements AutoCloseable {
     }
 
     /**
+     * Completion with caller-provided device state instead of {@link SenderConfig#devices()}'s:
+     * SWITCHOVER_START (modern framing), END "ram" with {@code pages}, then {@code deviceSections}
+     * verbatim — FULL sections that must already end with the EOF byte (0x00), e.g. a COLO
+     * checkpoint's device-state blob — then the VMDESCRIPTION {@code vmdesc} (none when null).
+     */
+    public void complete(DirtyPages pages, byte[] deviceSections, byte[] vmdesc) throws IOException {
+        if (deviceSections == null || deviceSections.length == 0 || deviceSections[deviceSections.length - 1] != 0) {
+            throw new IllegalArgumentException("device sections must end with the EOF byte 0x00");
+        }
+        if (state != State.SETUP && state != State.ITERATING) {
+            throw new IllegalStateException("complete() needs setup() first");
+        }
+        phase = "completion";
+        if (cfg.framing() == Framing.MODERN) {
+            guard(out::switchoverStart);
+        }
+        sendRamSection(SectionType.END, pages);
+        guard(() -> {
+            out.bytes(deviceSections);
+            if (vmdesc != null) {
+                out.vmdescription(vmdesc);
+            }
+            out.flush();
+        });
+        state = State.COMPLETED;
+    }
+
+    /**
      * Ends the session: lets the multifd threads drain, waits for the destination's SHUT (return
      * path; SHUT(1) or a close without SHUT is a failure) and closes every connection.
      */
