@@ -199,6 +199,94 @@ class QemuExportTest {
         }
     }
 
+    /**
+     * QEMU 7.2: a CPU-less COLO primary ({@code -M none}, memory from a loader, see
+     * QemuColoPrimaryTest) → our secondary; after 5 checkpoints the primary is killed, and the last
+     * checkpoint goes (legacy framing, plain or multifd {0}) to a fresh 7.2 with the same options:
+     * RAM equal, and the run state in the checkpoint's globalstate is handed over.
+     */
+    @ParameterizedTest(name = "QEMU 7.2 CPU-less COLO failover export, multifd {0}")
+    @ValueSource(ints = {0, 2})
+    void qemu72ColoCheckpointToFreshQemu(int channels, @TempDir Path dir) throws Exception {
+        QemuBinary bin = QemuBinaries.assume72();
+        int port = freePort();
+        ReplicaConfig cfg = ReplicaConfig.defaults("export-72", "127.0.0.1", port).withMultifd(channels)
+                .withFlushMode(FlushMode.AUTO).withColo(ReplicaConfig.ColoOptions.on(300).withHeartbeat(5_000));
+        Replica r = new Replica(cfg);
+        r.deploy(vertx, 4).await();
+        List<Checkpoint> commits = new CopyOnWriteArrayList<>();
+        r.onSessionStart(s -> s.onCommit(commits::add));
+        var next = r.nextMigration();
+        byte[] blob = new byte[64 * 4096];
+        new java.util.Random(720 + channels).nextBytes(blob);
+        Path file = java.nio.file.Files.write(dir.resolve("blob.bin"), blob);
+        List<String> machine = List.of("-M", "none", "-m", "64M", "-nodefaults", "-display", "none",
+                "-device", "loader,file=" + file + ",addr=0x100000,force-raw=on");
+        try (Qemu primary = Qemu.builder(bin).name("primary72").args(machine).start()) {
+            Qmp qmp = primary.qmp();
+            qmp.setCapabilities(Map.of("x-colo", true, "multifd", channels > 0));
+            JsonObject p = new JsonObject().put("x-checkpoint-delay", 300);
+            if (channels > 0) {
+                p.put("multifd-channels", channels);
+            }
+            qmp.setParameters(p);
+            qmp.migrate("tcp:127.0.0.1:" + port);
+            qmp.awaitMigrationStatus(Set.of("colo"), Duration.ofSeconds(30));
+            while (commits.size() < 6) {          // epoch 0 (precopy) + 5 checkpoints
+                int before = commits.size();
+                qmp.execute("system_reset");
+                await("a commit", 20, () -> commits.size() > before);
+            }
+            primary.kill();
+        }
+        MigrationResult res = next.toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
+        assertTrue(res.colo().epoch() >= 5, "failed over at epoch " + res.colo().epoch());
+        byte[] ours;
+        Path imageDir = dir.resolve("image");
+        try {
+            ours = res.memory().block("ram").guest().toArray(ValueLayout.JAVA_BYTE);
+            ImageWriter.write(res, imageDir);
+        } finally {
+            res.memory().close();
+        }
+        assertArrayEquals(blob, Arrays.copyOfRange(ours, 0x100000, 0x100000 + blob.length), "the loader's pages");
+        List<String> args = new ArrayList<>(machine);
+        args.addAll(List.of("-incoming", "defer"));
+        try (Qemu fresh = Qemu.builder(bin).name("fresh72").args(args).start()) {
+            Qmp qmp = fresh.qmp();
+            if (channels > 0) {
+                qmp.setCapabilities(Map.of("multifd", true));
+                qmp.setParameters(new JsonObject().put("multifd-channels", channels));
+            }
+            qmp.migrateIncoming("tcp:127.0.0.1:0");
+            int target = qmp.incomingPort();
+            int rc = new CommandLine(new ExportCommand()).execute("--image", imageDir.toString(), "--connect",
+                    "127.0.0.1:" + target, "--framing", "legacy", "--multifd-channels", String.valueOf(channels));
+            assertEquals(0, rc, "export --connect --framing legacy");
+            qmp.awaitMigrationStatus(Set.of("completed"), Duration.ofSeconds(30));
+            JsonObject st = qmp.queryStatus();
+            System.out.println("7.2 COLO export (multifd " + channels + ") of epoch " + res.colo().epoch()
+                    + " loaded: query-status " + st.encode());
+            String handed = runState(java.nio.file.Files.readAllBytes(imageDir.resolve("device-state.bin")));
+            assertEquals(handed, st.getString("status"), "the checkpoint's globalstate run state is handed over");
+            assertArrayEquals(ours, qmp.pmemsave(0, 64L << 20), "RAM right after the load");
+        }
+    }
+
+    /** The run-state name in the FULL "globalstate" section of verbatim device sections. */
+    static String runState(byte[] dev) {
+        byte[] id = "globalstate".getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        for (int p = 0; p + 6 + id.length + 12 < dev.length; p++) {
+            if (dev[p] == 0x04 && dev[p + 5] == id.length
+                    && Arrays.equals(dev, p + 6, p + 6 + id.length, id, 0, id.length)) {
+                int body = p + 6 + id.length + 8;
+                int size = ByteBuffer.wrap(dev, body, 4).getInt();
+                return new String(dev, body + 4, size - 1, java.nio.charset.StandardCharsets.US_ASCII);
+            }
+        }
+        throw new AssertionError("no globalstate section");
+    }
+
     /** The status block from an image of pc.ram (0x7000, little-endian words). */
     static DirtyGuest.Status status(byte[] pcRam) {
         ByteBuffer b = ByteBuffer.wrap(pcRam, (int) DirtyGuest.STATUS_ADDRESS, DirtyGuest.STATUS_WORDS * 4)
