@@ -311,6 +311,7 @@ public final class ColoBench {
     private final PrintStream log = System.err;
     private final List<Row> rows = new ArrayList<>();
     private final List<String> notes = new ArrayList<>();
+    private PrintStream partial;
 
     private ColoBench(Options opt) {
         this.opt = opt;
@@ -405,6 +406,10 @@ public final class ColoBench {
                     s.precopyNanos / 1e9, s.transport, s.doneLine));
         }
         String md = new ColoReport(opt, rows, notes, sessions.keySet().stream().toList(), wall).write(opt.out);
+        if (partial != null) {
+            partial.close();
+            Files.deleteIfExists(opt.out.resolve("checkpoints.partial.csv"));   // checkpoints.csv has them all
+        }
         System.out.println(md);
         log.printf(Locale.ROOT, "wrote %s (%.0f s)%n", opt.out, (System.nanoTime() - wall0) / 1e9);
         return status;
@@ -464,6 +469,11 @@ public final class ColoBench {
 
     /** Measured checkpoints of the given sessions, in interleaved blocks. */
     private void measure(List<Session> all) throws IOException, InterruptedException {
+        if (partial == null) {
+            // raw rows as they come, so a run that dies before the report keeps its data
+            partial = new PrintStream(Files.newOutputStream(opt.out.resolve("checkpoints.partial.csv")), true, StandardCharsets.UTF_8);
+            partial.println(ColoReport.CSV_HEADER);
+        }
         int round = 0;
         Map<Session, Integer> done = new HashMap<>();
         boolean more = true;
@@ -478,9 +488,11 @@ public final class ColoBench {
                 List<ColoCheckpoint> cps = s.colo.run(k, Duration.ofMillis(opt.intervalMs), null);
                 for (ColoCheckpoint cp : cps) {
                     Map<String, String> f = check(s, cp);
-                    rows.add(new Row(s.cell.name, round, cp.epoch(), cp.dirtyPages(), cp.zeroPages(), cp.bytes(),
+                    Row row = new Row(s.cell.name, round, cp.epoch(), cp.dirtyPages(), cp.zeroPages(), cp.bytes(),
                             cp.transferNanos(), cp.pauseNanos(), Long.parseLong(f.get("ram")), Long.parseLong(f.get("flush")),
-                            Long.parseLong(f.get("pause")), Long.parseLong(f.get("runs"))));
+                            Long.parseLong(f.get("pause")), Long.parseLong(f.get("runs")));
+                    rows.add(row);
+                    partial.println(ColoReport.csvLine(row));
                 }
                 done.put(s, have + k);
                 if (have + k < opt.checkpoints) {

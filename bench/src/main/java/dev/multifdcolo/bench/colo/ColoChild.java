@@ -116,10 +116,14 @@ public final class ColoChild {
         while (!QUEUE.isEmpty()) {
             Thread.sleep(10);
         }
-        vertx.close().await();
-        say("bye");
-        printer.interrupt();
-        System.exit(0);
+        try {
+            vertx.close().await();
+            say("bye");
+        } catch (Throwable t) {
+            say("bye close-failed=" + String.valueOf(t).replace(' ', '_'));
+        } finally {
+            Runtime.getRuntime().halt(0);
+        }
     }
 
     private static void committed(Checkpoint c) {

@@ -98,14 +98,19 @@ final class ColoReport {
         return md;
     }
 
+    static final String CSV_HEADER = "cell,round,epoch,dirty_pages,zero_pages,wire_bytes,transfer_ns,pause_ns,"
+            + "secondary_ram_ns,secondary_flush_ns,secondary_pause_ns,flush_runs";
+
+    static String csvLine(ColoBench.Row r) {
+        return r.cell() + ',' + r.round() + ',' + r.epoch() + ',' + r.pages() + ',' + r.zeroPages() + ',' + r.bytes() + ','
+                + r.transferNs() + ',' + r.pauseNs() + ',' + r.sRamNs() + ',' + r.sFlushNs() + ',' + r.sPauseNs() + ','
+                + r.runs();
+    }
+
     private void writeCsv(Path f) throws IOException {
-        StringBuilder b = new StringBuilder("cell,round,epoch,dirty_pages,zero_pages,wire_bytes,transfer_ns,pause_ns,"
-                + "secondary_ram_ns,secondary_flush_ns,secondary_pause_ns,flush_runs\n");
+        StringBuilder b = new StringBuilder(CSV_HEADER).append('\n');
         for (ColoBench.Row r : rows) {
-            b.append(r.cell()).append(',').append(r.round()).append(',').append(r.epoch()).append(',').append(r.pages())
-                    .append(',').append(r.zeroPages()).append(',').append(r.bytes()).append(',').append(r.transferNs())
-                    .append(',').append(r.pauseNs()).append(',').append(r.sRamNs()).append(',').append(r.sFlushNs())
-                    .append(',').append(r.sPauseNs()).append(',').append(r.runs()).append('\n');
+            b.append(csvLine(r)).append('\n');
         }
         Files.writeString(f, b);
     }
