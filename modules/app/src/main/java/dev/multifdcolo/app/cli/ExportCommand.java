@@ -46,7 +46,8 @@ public final class ExportCommand implements Callable<Integer> {
     Target target;
 
     static final class Target {
-        @Option(names = "--out", paramLabel = "FILE", description = "write the stream to FILE (plain precopy)")
+        @Option(names = "--out", paramLabel = "FILE", description = "write the stream to FILE (plain precopy); '-' ="
+                + " standard output, for -incoming \"exec:java -jar multifd-colo.jar export --image DIR --out -\"")
         Path out;
 
         @Option(names = "--connect", paramLabel = "HOST:PORT", description = "send it live to a QEMU listening there")
@@ -104,7 +105,12 @@ public final class ExportCommand implements Callable<Integer> {
                 img.epoch() < 0 ? "precopy image" : "COLO checkpoint " + img.epoch(),
                 SendStats.human(img.memory().totalBytes()), img.machine(), img.deviceSections().length);
         try (var mem = img.memory()) {
-            if (target.out != null) {
+            if (target.out != null && target.out.toString().equals("-")) {
+                System.out.flush();
+                Exporter.Stats st = Exporter.write(img, java.nio.channels.Channels.newChannel(System.out), f);
+                System.out.flush();
+                err.println("exported " + what + " to standard output: " + st.summary());
+            } else if (target.out != null) {
                 Exporter.Stats st = Exporter.toFile(img, target.out, f);
                 System.out.println("exported " + what + " to " + target.out + ": " + st.summary());
                 System.out.println("load it with: -incoming \"exec:cat " + target.out.toAbsolutePath() + "\"");

@@ -144,6 +144,18 @@ class ExportRoundTripTest {
             }
             assertEquals(2, new CommandLine(new ExportCommand()).execute("--image", dir.toString(), "--out", out.toString()),
                     "not an image directory");
+            // --out -: the same stream on standard output (for -incoming "exec:... export --out -")
+            java.io.PrintStream saved = System.out;
+            java.io.ByteArrayOutputStream captured = new java.io.ByteArrayOutputStream();
+            int rc;
+            try {
+                System.setOut(new java.io.PrintStream(captured, false));
+                rc = new CommandLine(new ExportCommand()).execute("--image", dir.resolve("image").toString(), "--out", "-");
+            } finally {
+                System.setOut(saved);
+            }
+            assertEquals(0, rc);
+            assertArrayEquals(Files.readAllBytes(out), captured.toByteArray(), "stdout carries exactly the stream");
         }
     }
 
