@@ -1,6 +1,7 @@
 package dev.multifdcolo.app;
 
 import dev.multifdcolo.app.cli.DemoCommand;
+import dev.multifdcolo.app.cli.ExportCommand;
 import dev.multifdcolo.app.cli.ReceiveCommand;
 import dev.multifdcolo.app.cli.SendCommand;
 import picocli.CommandLine;
@@ -14,7 +15,7 @@ import java.util.concurrent.Callable;
  */
 @Command(name = "multifd-colo", mixinStandardHelpOptions = true, version = "multifd-colo 0.1.0",
         description = "QEMU migration receiver with multifd and COLO, and a QEMU-compatible sender.",
-        subcommands = {ServiceCommand.class, ReceiveCommand.class, SendCommand.class, DemoCommand.class})
+        subcommands = {ServiceCommand.class, ReceiveCommand.class, SendCommand.class, ExportCommand.class, DemoCommand.class})
 public final class Main implements Callable<Integer> {
 
     public static void main(String[] args) {
