@@ -1,5 +1,6 @@
 package dev.multifdcolo.app;
 
+import dev.multifdcolo.app.service.ServiceMetrics;
 import io.vertx.config.ConfigRetriever;
 import io.vertx.config.ConfigRetrieverOptions;
 import io.vertx.config.ConfigStoreOptions;
@@ -38,20 +39,62 @@ public final class ServiceCommand implements Callable<Integer> {
         } finally {
             boot.close().await();
         }
-        Vertx vertx = Transports.vertx(first.getString("transport", "auto"), new VertxOptions());
-        ServiceVerticle service = new ServiceVerticle(retrieverOptions(conf, first.getLong("scan-period-ms", 2000L)));
+        Vertx vertx = Transports.vertx(first.getString("transport", "auto"),
+                ServiceMetrics.vertxOptions(new VertxOptions(), first, ServiceMetrics.DEFAULT_REGISTRY));
+        ServiceVerticle service = new ServiceVerticle(retrieverOptions(conf, first.getLong("scan-period-ms", 2000L)),
+                ServiceMetrics.DEFAULT_REGISTRY);
         vertx.deployVerticle(service).await();
         LOG.info("service running from " + conf.toAbsolutePath());
+        long grace = first.getLong("shutdown-grace-ms", 30_000L);
         CountDownLatch stop = new CountDownLatch(1);
-        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+        java.util.concurrent.atomic.AtomicBoolean once = new java.util.concurrent.atomic.AtomicBoolean();
+        Runnable shutdown = () -> {
+            if (!once.compareAndSet(false, true)) {
+                return;
+            }
+            LOG.info("stopping: draining replicas (grace " + grace + " ms)");
+            try {
+                service.drain(grace).toCompletionStage().toCompletableFuture()
+                        .get(grace + 30_000, java.util.concurrent.TimeUnit.MILLISECONDS);
+            } catch (Exception e) {
+                LOG.warning("drain did not finish: " + e);
+            }
             vertx.close().toCompletionStage().toCompletableFuture().join();
+            LOG.info("stopped");
+            flushLogs();
             stop.countDown();
+        };
+        // SIGTERM/SIGINT drain before the JVM starts shutting down (its hooks would reset logging
+        // concurrently); the shutdown hook covers every other way out.
+        for (String sig : new String[]{"TERM", "INT"}) {
+            try {
+                sun.misc.Signal.handle(new sun.misc.Signal(sig), s -> new Thread(shutdown, "shutdown-" + sig).start());
+            } catch (IllegalArgumentException e) {
+                LOG.fine("cannot handle SIG" + sig + ": " + e.getMessage());
+            }
+        }
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            shutdown.run();
+            try {
+                stop.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
         }, "shutdown"));
         stop.await();
         return 0;
     }
 
-    static ConfigRetrieverOptions retrieverOptions(Path conf, long scanMs) {
+    private static void flushLogs() {
+        for (java.util.logging.Handler h : Logger.getLogger("").getHandlers()) {
+            h.flush();
+        }
+        System.err.flush();
+        System.out.flush();
+    }
+
+    /** File store ({@code .yaml}/{@code .yml} or JSON) plus system properties, scanned every {@code scanMs}. */
+    public static ConfigRetrieverOptions retrieverOptions(Path conf, long scanMs) {
         String name = conf.getFileName().toString();
         String format = name.endsWith(".yaml") || name.endsWith(".yml") ? "yaml" : "json";
         ConfigRetrieverOptions o = new ConfigRetrieverOptions()
