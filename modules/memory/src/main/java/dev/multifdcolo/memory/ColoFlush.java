@@ -18,6 +18,18 @@ public final class ColoFlush {
      */
     public static Stats flush(RamBlock block, int fromWord, int toWord) {
         DirtyBitmap bm = block.bitmap();
+        return copyRuns(block, fromWord, toWord, bm::take);
+    }
+
+    /**
+     * Copies cache → guest the pages set in {@code words} (a bitmap snapshot, e.g. a redo record
+     * of {@link CheckpointJournal}), leaving the block's own bitmap alone.
+     */
+    public static Stats copy(RamBlock block, long[] words) {
+        return copyRuns(block, 0, words.length, w -> words[w]);
+    }
+
+    private static Stats copyRuns(RamBlock block, int fromWord, int toWord, java.util.function.IntToLongFunction word) {
         MemorySegment cache = block.cache();
         MemorySegment guest = block.guest();
         long pages = 0;
@@ -25,7 +37,7 @@ public final class ColoFlush {
         long runStart = -1;
         long runLen = 0;
         for (int w = fromWord; w < toWord; w++) {
-            long bits = bm.take(w);
+            long bits = word.applyAsLong(w);
             long base = (long) w << 6;
             while (bits != 0) {
                 int first = Long.numberOfTrailingZeros(bits);

@@ -58,6 +58,18 @@ public final class DirtyBitmap {
         return v;
     }
 
+    /**
+     * A copy of every word, leaving the bitmap as it is (the redo record of a COLO flush is taken
+     * before the flush clears the bits). Only consistent while no one sets bits.
+     */
+    public long[] snapshot() {
+        long[] copy = new long[words.length];
+        for (int i = 0; i < words.length; i++) {
+            copy[i] = (long) WORDS.getVolatile(words, i);
+        }
+        return copy;
+    }
+
     /** Pages currently marked dirty. */
     public long dirtyPages() {
         return dirty.sum();

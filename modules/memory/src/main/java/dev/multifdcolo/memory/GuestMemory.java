@@ -68,7 +68,7 @@ public final class GuestMemory implements AutoCloseable {
             for (BlockSpec s : specs) {
                 MemorySegment seg = switch (backing) {
                     case Backing.Anonymous a -> NativeMemory.allocate(arena, s.length());
-                    case Backing.Files f -> mapFile(f.directory().resolve(fileName(s.name())), s.length(), arena);
+                    case Backing.Files f -> mapFile(f.directory().resolve(fileName(s.name())), s.length(), arena, true);
                 };
                 blocks.add(new RamBlock(i++, s.name(), s.length(), seg));
             }
@@ -88,15 +88,74 @@ public final class GuestMemory implements AutoCloseable {
         return sb.append(".img").toString();
     }
 
-    private static MemorySegment mapFile(Path file, long length, Arena arena) {
+    /**
+     * Maps the existing files of a file-backed replica without truncating them (crash recovery,
+     * {@link CheckpointJournal}): every block's guest image and, with {@code withCache}, its COLO
+     * cache. Each file must exist and hold exactly the block's length.
+     */
+    public static GuestMemory open(List<BlockSpec> specs, Backing.Files backing, boolean withCache) {
+        Arena arena = Arena.ofShared();
+        List<RamBlock> blocks = new ArrayList<>();
+        try {
+            int i = 0;
+            for (BlockSpec s : specs) {
+                Path file = backing.directory().resolve(fileName(s.name()));
+                RamBlock b = new RamBlock(i++, s.name(), s.length(), mapFile(existing(file, s.length()), s.length(), arena, false));
+                if (withCache) {
+                    Path cache = backing.directory().resolve(fileName(s.name()) + ".cache");
+                    b.enableColo(mapFile(existing(cache, s.length()), s.length(), arena, false));
+                }
+                blocks.add(b);
+            }
+        } catch (RuntimeException e) {
+            arena.close();
+            throw e;
+        }
+        return new GuestMemory(arena, blocks);
+    }
+
+    private static Path existing(Path file, long length) {
+        try {
+            long size = Files.size(file);
+            if (size != length) {
+                throw new UncheckedIOException(new IOException(file + " holds " + size + " bytes, expected " + length));
+            }
+            return file;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot open " + file, e);
+        }
+    }
+
+    private static MemorySegment mapFile(Path file, long length, Arena arena, boolean truncate) {
         try {
             Files.createDirectories(file.getParent());
-            try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ,
-                    StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+            var opts = truncate
+                    ? new StandardOpenOption[]{StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE,
+                            StandardOpenOption.TRUNCATE_EXISTING}
+                    : new StandardOpenOption[]{StandardOpenOption.READ, StandardOpenOption.WRITE};
+            try (FileChannel ch = FileChannel.open(file, opts)) {
                 return ch.map(FileChannel.MapMode.READ_WRITE, 0, length, arena);
             }
         } catch (IOException e) {
             throw new UncheckedIOException("cannot map " + file, e);
+        }
+    }
+
+    /** True when the guest images (and caches) are file mappings, which {@link #force} can sync. */
+    public boolean fileBacked() {
+        return !blocks.isEmpty() && blocks.get(0).guest().isMapped();
+    }
+
+    /**
+     * Writes the dirty pages of the mapped files back to disk (msync): the guest images, or with
+     * {@code caches} the COLO caches. A no-op for anonymous memory.
+     */
+    public void force(boolean caches) {
+        for (RamBlock b : blocks) {
+            MemorySegment s = caches ? b.cache() : b.guest();
+            if (s != null && s.isMapped()) {
+                s.force();
+            }
         }
     }
 
@@ -111,7 +170,7 @@ public final class GuestMemory implements AutoCloseable {
             }
             MemorySegment seg = switch (backing) {
                 case Backing.Anonymous a -> NativeMemory.allocate(arena, b.length());
-                case Backing.Files f -> mapFile(f.directory().resolve(fileName(b.name()) + ".cache"), b.length(), arena);
+                case Backing.Files f -> mapFile(f.directory().resolve(fileName(b.name()) + ".cache"), b.length(), arena, true);
             };
             b.enableColo(seg);
         }

@@ -1,6 +1,8 @@
 package dev.multifdcolo.secondary;
 
+import dev.multifdcolo.memory.Backing;
 import dev.multifdcolo.memory.BlockSpec;
+import dev.multifdcolo.memory.CheckpointJournal;
 import dev.multifdcolo.memory.ColoFlush;
 import dev.multifdcolo.memory.GuestMemory;
 import dev.multifdcolo.memory.MemoryLimitException;
@@ -26,6 +28,8 @@ import io.vertx.core.Vertx;
 import io.vertx.core.eventbus.Message;
 
 import java.lang.foreign.MemorySegment;
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -93,6 +97,8 @@ public final class IncomingMigration {
     private volatile boolean flushing;
     private volatile String pendingFailover;
     private volatile boolean liveState;
+    // issue 8, crash consistency: the redo/commit journal of a file-backed COLO replica (else null)
+    private volatile CheckpointJournal journal;
     private final List<Connection> gated = new ArrayList<>();
 
     IncomingMigration(ReplicaConfig cfg, Vertx vertx, Runnable onEnd) {
@@ -338,6 +344,14 @@ public final class IncomingMigration {
                 throw new ProtocolException(Rule.MEM_SIZE_LIMIT, "RAM plus COLO cache of " + need
                         + " bytes exceeds the limit of " + cfg.maxRamBytes() + " bytes");
             }
+            if (cfg.colo() && cfg.backing() instanceof Backing.Files files) {
+                // issue 8: a new session replaces the old checkpoint; invalidate it before the files are truncated
+                try {
+                    CheckpointJournal.invalidate(files.directory());
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot reset the checkpoint journal in " + files.directory(), e);
+                }
+            }
             try {
                 memory = GuestMemory.allocate(blocks, cfg.maxRamBytes(), cfg.backing());
             } catch (MemoryLimitException e) {
@@ -345,6 +359,9 @@ public final class IncomingMigration {
             }
             if (cfg.colo()) {
                 memory.enableColo(cfg.backing());
+                if (cfg.backing() instanceof Backing.Files files) {
+                    journal = CheckpointJournal.of(files.directory(), memory);   // issue 8
+                }
                 router.mode(PageRouter.Mode.COLO_PRECOPY);
             }
             router.memory(memory);
@@ -413,7 +430,9 @@ public final class IncomingMigration {
                 // until VMSTATE_SEND). The last precopy pages (after the last barrier, or all of
                 // them without multifd) are still marked: copy them to the guest, then READY.
                 router.mode(PageRouter.Mode.COLO_STATE);
-                flushToGuest().onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
+                // issue 8: the precopy image is durable as epoch 0 before CHECKPOINT_READY
+                flushToGuest().compose(st -> journaled(j -> j.commit(0, deviceState)))
+                        .onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
             } else {
                 // a channel still waiting at a SYNC the stream never paired lost its later packets
                 int unpaired = barrier.unpaired();
@@ -530,7 +549,12 @@ public final class IncomingMigration {
     private void flush(byte[] blob) {
         flushing = true;
         long t0 = System.nanoTime();
-        flushToGuest().onComplete(ar -> main.runOnLoop(() -> {
+        long k = epoch + 1;
+        // issue 8: redo record (cache + pages to flush) durable before the first page is copied,
+        // the commit durable before LOADED; no-ops without a journal
+        journaled(j -> j.beginFlush(k, blob)).compose(v -> flushToGuest())
+                .compose(st -> journaled(j -> j.commit(k, blob)).map(st))
+                .onComplete(ar -> main.runOnLoop(() -> {
             flushing = false;
             if (ar.failed()) {
                 fail(new IllegalStateException("flush failed: " + ar.cause().getMessage(), ar.cause()));
@@ -574,6 +598,22 @@ public final class IncomingMigration {
             }
             return new ColoFlush.Stats(pages, runs);
         }).andThen(ar -> flushes.end());
+    }
+
+    /** Issue 8: one journal step on a worker (msync/fsync never on the event loop); nothing without a journal. */
+    private Future<Void> journaled(JournalStep step) {
+        CheckpointJournal j = journal;
+        if (j == null) {
+            return Future.succeededFuture();
+        }
+        return vertx.executeBlocking(() -> {
+            step.run(j);
+            return null;
+        });
+    }
+
+    private interface JournalStep {
+        void run(CheckpointJournal j) throws IOException;
     }
 
     private void commit(byte[] blob, long pages, long runs, long flushNanos) {

@@ -2,6 +2,9 @@ package dev.multifdcolo.app.cli;
 
 import dev.multifdcolo.app.Transports;
 import dev.multifdcolo.memory.Backing;
+import dev.multifdcolo.memory.CheckpointJournal;
+import dev.multifdcolo.memory.GuestMemory;
+import dev.multifdcolo.memory.RamBlock;
 import dev.multifdcolo.secondary.ChannelVerticle;
 import dev.multifdcolo.secondary.HostPort;
 import dev.multifdcolo.secondary.ImageWriter;
@@ -17,12 +20,18 @@ import dev.multifdcolo.wire.Compression;
 import io.vertx.core.DeploymentOptions;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 import java.io.PrintStream;
+import java.nio.channels.FileChannel;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.security.MessageDigest;
+import java.util.HexFormat;
 import java.util.concurrent.Callable;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -35,7 +44,7 @@ import java.util.concurrent.TimeoutException;
                 + " 'failover' on stdin) and write the last committed checkpoint.")
 public final class ReceiveCommand implements Callable<Integer> {
 
-    @Option(names = "--listen", required = true, description = "HOST:PORT to listen on (port 0 = any; the port is printed)")
+    @Option(names = "--listen", description = "HOST:PORT to listen on (port 0 = any; the port is printed); required unless --recover")
     String listen;
 
     @Option(names = "--multifd-channels", defaultValue = "0",
@@ -86,9 +95,27 @@ public final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--flush-workers", defaultValue = "2", description = "COLO flush worker verticles")
     int flushWorkers;
 
+    @Option(names = "--recover", description = "with --backing-dir: after a crash of a file-backed COLO secondary"
+            + " (kill -9), finish an interrupted checkpoint flush, report the committed epoch, write its image to --out, exit")
+    boolean recover;
+
     @Override
     public Integer call() throws Exception {
         PrintStream err = System.err;
+        if (recover) {
+            return recover(err);
+        }
+        if (listen == null) {
+            err.println("error: --listen HOST:PORT is required");
+            return 2;
+        }
+        if (colo && backingDir != null) {
+            long committed = CheckpointJournal.committedEpoch(backingDir);
+            if (committed >= 0) {
+                err.println("note: " + backingDir + " holds committed checkpoint " + committed
+                        + " (plus any interrupted flush); a new migration replaces it: run --recover first to keep it");
+            }
+        }
         HostPort hp = HostPort.parse(listen);
         ReplicaConfig cfg;
         try {
@@ -169,6 +196,60 @@ public final class ReceiveCommand implements Callable<Integer> {
             return 0;
         } finally {
             vertx.close().await();
+        }
+    }
+
+    /**
+     * {@code --recover}: the backing directory back to exactly one committed checkpoint (an
+     * interrupted flush redone from the durable cache and redo record), reported and written to
+     * --out like a received image (one file per block, device-state.bin, manifest.json).
+     */
+    private int recover(PrintStream err) throws Exception {
+        if (backingDir == null) {
+            err.println("error: --recover needs --backing-dir");
+            return 2;
+        }
+        if (out.toAbsolutePath().normalize().equals(backingDir.toAbsolutePath().normalize())) {
+            err.println("error: --out must not be the backing directory (its image files would be overwritten)");
+            return 2;
+        }
+        long t0 = System.nanoTime();
+        try (CheckpointJournal.Recovery r = CheckpointJournal.recover(backingDir)) {
+            GuestMemory m = r.memory();
+            String fast = m.fastDigest();
+            double ms = (System.nanoTime() - t0) / 1e6;
+            System.out.println("recovered epoch " + r.epoch() + ", digest " + fast
+                    + (r.redone() ? " (interrupted flush redone: " + r.redonePages() + " pages)" : " (no flush was interrupted)")
+                    + String.format(" in %.1f ms", ms));
+            Files.createDirectories(out);
+            JsonArray blocks = new JsonArray();
+            for (RamBlock b : m.blocks()) {
+                String file = GuestMemory.fileName(b.name());
+                try (FileChannel ch = FileChannel.open(out.resolve(file), StandardOpenOption.CREATE,
+                        StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
+                    var bb = b.guest().asByteBuffer();
+                    while (bb.hasRemaining()) {
+                        ch.write(bb);
+                    }
+                }
+                blocks.add(new JsonObject().put("name", b.name()).put("file", file).put("size", b.length())
+                        .put("sha256", GuestMemory.sha256(b.guest())));
+            }
+            Files.write(out.resolve("device-state.bin"), r.deviceState());
+            JsonObject manifest = new JsonObject()
+                    .put("replica", "recover")
+                    .put("blocks", blocks)
+                    .put("digest", m.digest())
+                    .put("colo", new JsonObject().put("epoch", r.epoch()).put("recovered", true)
+                            .put("redone", r.redone()).put("fast-digest", fast))
+                    .put("device-state", new JsonObject().put("file", "device-state.bin").put("size", r.deviceState().length)
+                            .put("sha256", HexFormat.of().formatHex(MessageDigest.getInstance("SHA-256").digest(r.deviceState()))));
+            Files.writeString(out.resolve("manifest.json"), manifest.encodePrettily());
+            System.out.println("wrote " + out.toAbsolutePath() + " (digest " + manifest.getString("digest") + ")");
+            return 0;
+        } catch (CheckpointJournal.NoCheckpointException e) {
+            err.println("error: " + e.getMessage());
+            return 1;
         }
     }
 
