@@ -58,7 +58,7 @@ class QemuColoPrimaryTest {
     static Replica secondary(int port, int channels, long delayMs, dev.multifdcolo.wire.Compression compression) {
         ReplicaConfig cfg = ReplicaConfig.defaults("colo-" + channels, "127.0.0.1", port).withMultifd(channels)
                 .withCompression(compression)
-                .withFlushMode(FlushMode.AUTO).withColo(ReplicaConfig.ColoOptions.on(delayMs).withHeartbeat(5_000));
+                .withFlushMode(FlushMode.AUTO).withColo(ReplicaConfig.ColoOptions.on(delayMs).withHeartbeat(5_000).withDigestOnCommit(true));
         Replica r = new Replica(cfg);
         r.deploy(vertx, 4).await();
         return r;
