@@ -42,7 +42,7 @@ class MetricsAndControlTest {
         int port = ServiceRig.freePort();
         JsonObject replica = new JsonObject().put("name", "vm1").put("listen", "127.0.0.1:" + port)
                 .put("multifd-channels", 2).put("colo", true).put("x-checkpoint-delay", 600)
-                .put("heartbeat-timeout-ms", 20_000);
+                .put("heartbeat-timeout-ms", 20_000).put("digest-on-commit", true);
         JsonObject conf = ServiceRig.config(0, replica);
         conf.getJsonObject("control").put("token", TOKEN);
         long t0 = System.nanoTime();
