@@ -7,6 +7,7 @@ import dev.multifdcolo.app.service.ReplicaMetrics;
 import dev.multifdcolo.app.service.ServiceMetrics;
 import dev.multifdcolo.secondary.ImageWriter;
 import dev.multifdcolo.secondary.IncomingMigration;
+import dev.multifdcolo.secondary.MigrationResult;
 import dev.multifdcolo.secondary.ReplicaConfig;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.vertx.config.ConfigRetriever;
@@ -184,16 +185,23 @@ public final class ServiceVerticle extends VerticleBase {
             if (metrics != null) {
                 metrics.onSession(s);
             }
-            s.outcome().onSuccess(res -> {
+            // registered now, so a drain that sees the session end also waits for its image write
+            io.vertx.core.Promise<Void> written = io.vertx.core.Promise.promise();
+            Future<Void> wf = written.future();
+            pendingWrites.add(wf);
+            wf.onComplete(x -> pendingWrites.remove(wf));
+            s.outcome().onComplete(out -> {
+                if (out.failed()) {
+                    written.complete();
+                    return;
+                }
+                MigrationResult res = out.result();
                 m.completed(res, retain);
                 if (imagesDir != null) {
                     // pinned while written, so a newer result cannot release it underneath
                     ManagedReplica.Held h = retain ? m.acquire() : null;
                     Path dir = Path.of(imagesDir, cfg.name());
-                    Future<JsonObject> w = vertx.executeBlocking(() -> ImageWriter.write(res, dir), false);
-                    pendingWrites.add(w);
-                    w.onComplete(ar -> {
-                        pendingWrites.remove(w);
+                    vertx.executeBlocking(() -> ImageWriter.write(res, dir), false).onComplete(ar -> {
                         if (h != null) {
                             m.release(h);
                         } else {
@@ -201,9 +209,13 @@ public final class ServiceVerticle extends VerticleBase {
                         }
                         LOG.info(cfg.name() + ": image " + (ar.succeeded() ? "written to " + dir
                                 : "not written: " + ar.cause()));
+                        written.complete();
                     });
-                } else if (!retain) {
-                    res.memory().close();
+                } else {
+                    if (!retain) {
+                        res.memory().close();
+                    }
+                    written.complete();
                 }
             });
         });
@@ -279,9 +291,19 @@ public final class ServiceVerticle extends VerticleBase {
                 vertx.cancelTimer(timer);
                 sessions.tryComplete();
             });
-            sessions.future()
-                    .compose(x -> Future.join(List.copyOf(pendingWrites)).<Void>transform(ar -> Future.succeededFuture()))
-                    .onComplete(ar -> done.complete());
+            sessions.future().onComplete(x -> {
+                // image writes of the sessions that ended (a session that started meanwhile and
+                // never ends must not hold the stop forever: bounded by the same grace)
+                long w = vertx.setTimer(Math.max(1, graceMs), t -> {
+                    if (done.tryComplete()) {
+                        LOG.warning("shutdown: image writes still running after " + graceMs + " ms");
+                    }
+                });
+                Future.join(List.copyOf(pendingWrites)).onComplete(ar -> {
+                    vertx.cancelTimer(w);
+                    done.tryComplete();
+                });
+            });
         });
         return done.future();
     }
