@@ -107,12 +107,19 @@ class CaptureComparisonTest {
             FakeDestination.Result r = send(SenderConfig.builder("127.0.0.1", dest.port())
                     .framing(Framing.LEGACY).multifd(2).devices(dev), dest, mem);
             assertSameBytes(capture, r.main());
-            StreamDecoder.ChannelStream ours = StreamDecoder.decodeChannel(r.multifd().get(0), Framing.LEGACY, null);
+            // The data packet goes to whichever channel is free first (QEMU's sender does the same):
+            // compare it on the channel that carries it, not on a fixed one.
+            StreamDecoder.ChannelStream ours = null;
+            for (byte[] c : r.multifd()) {
+                StreamDecoder.ChannelStream cs = StreamDecoder.decodeChannel(c, Framing.LEGACY, null);
+                if (cs.packets.size() == 4) {
+                    ours = cs;
+                }
+            }
             StreamDecoder.ChannelStream theirs = StreamDecoder.decodeChannel(resource("qemu72-mf_none_1.bin"),
                     Framing.LEGACY, null);
-            assertEquals(0, ours.id);
-            // channel 0: SYNC, the 4-page data packet (num 2 in both), SYNC, SYNC
-            assertEquals(4, ours.packets.size());
+            // that channel: SYNC, the 4-page data packet (num 2 in both), SYNC, SYNC
+            org.junit.jupiter.api.Assertions.assertNotNull(ours, "one channel carries SYNC, data, SYNC, SYNC");
             assertArrayEquals(theirs.packets.get(1).header(), ours.packets.get(1).header(), "data packet header");
             assertArrayEquals(theirs.packets.get(1).payload(), ours.packets.get(1).payload(), "data payload");
             assertEquals(128, ours.packets.get(0).pagesAlloc(), "7.2 SYNC packets carry pages_alloc 128");
