@@ -62,7 +62,7 @@ public final class IncomingMigration {
     public enum Phase { PRECOPY, ENTERING_COLO, COLO, COMPLETED, FAILED, FAILED_OVER }
 
     /** How long a closed main channel waits for multifd channels that have not connected yet. */
-    static final long MISSING_CHANNEL_GRACE_MS = 2_000;
+    static final long MISSING_CHANNEL_GRACE_MS = 5_000;
 
     private final ReplicaConfig cfg;
     private final Vertx vertx;
