@@ -3,7 +3,6 @@ package dev.multifdcolo.wire.compress;
 import dev.multifdcolo.wire.Compression;
 
 import java.nio.ByteBuffer;
-import java.nio.ReadOnlyBufferException;
 import java.util.zip.Deflater;
 
 /**
@@ -32,21 +31,11 @@ final class ZlibPageCompressor implements PageCompressor {
 
     @Override
     public int compress(ByteBuffer pages, ByteBuffer out) {
-        if (closed) {
-            throw new IllegalStateException("compressor closed");
-        }
-        if (out.isReadOnly()) {
-            throw new ReadOnlyBufferException();
-        }
-        int n = pages.remaining();
+        int n = CompressArgs.check(closed, Compression.ZLIB, pages, out);
         if (n == 0) {
             return 0;
         }
         int bound = PageCompressor.maxCompressedSize(Compression.ZLIB, n);
-        if (out.remaining() < bound) {
-            throw new IllegalArgumentException("output has " + out.remaining() + " bytes, "
-                    + bound + " needed for " + n + " bytes of pages");
-        }
         int start = out.position();
         deflater.setInput(pages);
         try {

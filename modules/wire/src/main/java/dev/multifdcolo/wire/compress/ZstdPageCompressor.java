@@ -5,7 +5,6 @@ import com.github.luben.zstd.ZstdCompressCtx;
 import dev.multifdcolo.wire.Compression;
 
 import java.nio.ByteBuffer;
-import java.nio.ReadOnlyBufferException;
 
 /**
  * zstd stream of one channel, as QEMU's multifd-zstd sender writes it: {@code ZSTD_initCStream(level)}
@@ -38,21 +37,11 @@ final class ZstdPageCompressor implements PageCompressor {
 
     @Override
     public int compress(ByteBuffer pages, ByteBuffer out) {
-        if (closed) {
-            throw new IllegalStateException("compressor closed");
-        }
-        if (out.isReadOnly()) {
-            throw new ReadOnlyBufferException();
-        }
-        int n = pages.remaining();
+        int n = CompressArgs.check(closed, Compression.ZSTD, pages, out);
         if (n == 0) {
             return 0;
         }
         int bound = PageCompressor.maxCompressedSize(Compression.ZSTD, n);
-        if (out.remaining() < bound) {
-            throw new IllegalArgumentException("output has " + out.remaining() + " bytes, "
-                    + bound + " needed for " + n + " bytes of pages");
-        }
         int start = out.position();
         if (pages.isDirect() || pages.hasArray()) {
             flushAll(pages, out, bound);
