@@ -7,9 +7,7 @@ import dev.multifdcolo.secondary.MigrationResult;
 import dev.multifdcolo.secondary.Replica;
 import dev.multifdcolo.secondary.ReplicaConfig;
 import dev.multifdcolo.secondary.colo.Checkpoint;
-import dev.multifdcolo.secondary.colo.MemoryWorkerVerticle;
 import dev.multifdcolo.secondary.stream.FlushMode;
-import io.vertx.core.DeploymentOptions;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
 import io.vertx.core.transport.Transport;
@@ -25,7 +23,7 @@ import java.util.concurrent.LinkedBlockingQueue;
 
 /**
  * The child JVM of the COLO benchmark: our COLO secondary, wired as {@code multifd-colo receive --colo}
- * wires it (same {@link Transports} choice, {@link MemoryWorkerVerticle} flush workers, one
+ * wires it (same {@link Transports} choice, the replica's flush worker verticles, one
  * {@link ChannelVerticle} per event loop on one pre-picked port, one {@link Replica}), serving one
  * COLO session until the primary goes away.
  *
@@ -90,9 +88,7 @@ public final class ColoChild {
         Vertx vertx = Vertx.builder().with(new VertxOptions().setEventLoopPoolSize(n)).withTransport(transport).build();
         Replica replica = new Replica(cfg);
         replica.onSessionStart(s -> s.onCommit(ColoChild::committed));
-        MemoryWorkerVerticle.deploy(vertx, workers).await();
-        int p = port;
-        vertx.deployVerticle(() -> new ChannelVerticle(replica, p), new DeploymentOptions().setInstances(n)).await();
+        replica.deploy(vertx, n, port).await();
         replica.nextMigration().onComplete(ar -> {
             if (ar.failed()) {
                 QUEUE.add("failed " + String.valueOf(ar.cause()).replace('\n', ' '));

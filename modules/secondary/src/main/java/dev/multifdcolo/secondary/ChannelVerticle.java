@@ -15,6 +15,7 @@ import io.vertx.core.net.NetServerOptions;
 public final class ChannelVerticle extends VerticleBase {
     /** Socket buffers large enough for several channels to match one channel's throughput. */
     public static final int SOCKET_BUFFER = 1 << 20;
+    private static final java.util.logging.Logger LIMIT_LOG = java.util.logging.Logger.getLogger(ChannelVerticle.class.getName());
 
     private final Replica replica;
     private final int port;
@@ -41,8 +42,16 @@ public final class ChannelVerticle extends VerticleBase {
                 .setReceiveBufferSize(SOCKET_BUFFER)
                 .setReuseAddress(true)
                 .setAcceptBacklog(256);
-        server = vertx.createNetServer(options)
-                .connectHandler(so -> new Connection(replica, (NetSocketInternal) so, context));
+        server = vertx.createNetServer(options).connectHandler(so -> {
+            dev.multifdcolo.wire.ProtocolException refused = replica.admitConnection(String.valueOf(so.remoteAddress()));
+            if (refused != null) {
+                replica.countRejection(refused);
+                LIMIT_LOG.warning(refused.getMessage());
+                so.close();
+                return;
+            }
+            new Connection(replica, (NetSocketInternal) so, context);
+        });
         return server.listen();
     }
 

@@ -10,7 +10,7 @@ import dev.multifdcolo.memory.RamBlock;
 import dev.multifdcolo.secondary.colo.Checkpoint;
 import dev.multifdcolo.secondary.colo.ColoChannel;
 import dev.multifdcolo.secondary.colo.MemoryJob;
-import dev.multifdcolo.secondary.colo.MemoryWorkerVerticle;
+import dev.multifdcolo.secondary.colo.WorkerPool;
 import dev.multifdcolo.secondary.colo.PageRouter;
 import dev.multifdcolo.secondary.net.Connection;
 import dev.multifdcolo.secondary.stream.MainStreamDecoder;
@@ -64,6 +64,7 @@ public final class IncomingMigration {
     /** How long a closed main channel waits for multifd channels that have not connected yet. */
     static final long MISSING_CHANNEL_GRACE_MS = 5_000;
 
+    private final Replica owner;
     private final ReplicaConfig cfg;
     private final Vertx vertx;
     private final Promise<MigrationResult> outcome = Promise.promise();
@@ -101,13 +102,104 @@ public final class IncomingMigration {
     private volatile CheckpointJournal journal;
     private final List<Connection> gated = new ArrayList<>();
 
-    IncomingMigration(ReplicaConfig cfg, Vertx vertx, Runnable onEnd) {
-        this.cfg = cfg;
+    IncomingMigration(Replica owner, Vertx vertx, Runnable onEnd) {
+        this.owner = owner;
+        this.cfg = owner.config();
         this.vertx = vertx;
         this.onEnd = onEnd;
         this.barrier = new SyncBarrier(cfg.multifdChannels());
         this.stats = new MigrationStats(cfg.multifdChannels());
         this.channels = new Connection[cfg.multifdChannels()];
+        armGuards();
+    }
+
+    /** The live part of the configuration (heartbeat, flush workers, guards): read at each use. */
+    private ReplicaConfig live() {
+        return owner.config();
+    }
+
+    // ------------------------------------------------------------------ guards (issue 7)
+
+    private final long createdNanos = System.nanoTime();
+    private long guardTimer = -1;
+    private volatile long windowStartNanos = System.nanoTime();
+    private volatile long windowStartBytes;
+    /** COLO: when the first byte of the checkpoint in progress arrived (0 = between checkpoints). */
+    private volatile long checkpointStartNanos;
+    private int multifdAttached;
+
+    /**
+     * One periodic check enforces the guards of {@link ReplicaConfig.Guards}: every channel set up
+     * within the setup timeout; in precopy a minimum byte rate per stall window (our own flushes
+     * excluded); in COLO a checkpoint that started must reach its end within the checkpoint timeout.
+     */
+    private void armGuards() {
+        guardTimer = vertx.setPeriodic(GUARD_TICK_MS, id -> {
+            if (finished.get()) {
+                vertx.cancelTimer(id);
+                return;
+            }
+            ReplicaConfig.Guards g = live().guards();
+            long now = System.nanoTime();
+            String missing = missingChannels();
+            if (missing != null && (now - createdNanos) / 1_000_000 > g.setupTimeoutMs()) {
+                fail(new ProtocolException(Rule.TIMEOUT, "migration not set up within " + g.setupTimeoutMs()
+                        + " ms (channel-setup-timeout-ms): " + missing));
+                return;
+            }
+            switch (phase) {
+                case PRECOPY -> checkRate(g, now);
+                case COLO -> {
+                    long start = checkpointStartNanos;
+                    long ms = (now - start) / 1_000_000;
+                    if (start != 0 && !flushing && g.checkpointTimeoutMs() > 0 && ms > g.checkpointTimeoutMs()) {
+                        failover(new ProtocolException(Rule.TIMEOUT, "checkpoint " + (epoch + 1) + " not received within "
+                                + g.checkpointTimeoutMs() + " ms of its first byte (checkpoint-timeout-ms); "
+                                + stats.bytes.sum() + " bytes so far").getMessage());
+                    }
+                }
+                default -> { }
+            }
+        });
+    }
+
+    static final long GUARD_TICK_MS = 100;
+
+    private void checkRate(ReplicaConfig.Guards g, long now) {
+        if (g.stallTimeoutMs() == 0 || flushes.busy()) {
+            // our own work (a precopy copy at a barrier) is not the source's slowness
+            windowStartNanos = now;
+            windowStartBytes = stats.bytes.sum();
+            return;
+        }
+        long ms = (now - windowStartNanos) / 1_000_000;
+        if (ms < g.stallTimeoutMs()) {
+            return;
+        }
+        long got = stats.bytes.sum() - windowStartBytes;
+        long need = g.minRate() * ms / 1000;
+        if (got < Math.max(1, need)) {
+            fail(new ProtocolException(Rule.TIMEOUT, String.format("the source sent %d byte(s) in the last %d ms,"
+                    + " below the minimum of %d bytes/s (stall-timeout-ms, min-rate)", got, ms, g.minRate())));
+            return;
+        }
+        windowStartNanos = now;
+        windowStartBytes = stats.bytes.sum();
+    }
+
+    /** What the migration still lacks to be set up, or null when main and every channel are bound. */
+    private synchronized String missingChannels() {
+        List<Integer> unbound = new ArrayList<>();
+        for (int i = 0; i < channels.length; i++) {
+            if (channels[i] == null) {
+                unbound.add(i);
+            }
+        }
+        if (main != null && unbound.isEmpty()) {
+            return null;
+        }
+        return (main == null ? "no main channel" : "main channel present") + ", multifd channel(s) "
+                + (unbound.isEmpty() ? "all bound" : unbound + " not bound") + " of " + channels.length;
     }
 
     public Future<MigrationResult> outcome() {
@@ -151,6 +243,13 @@ public final class IncomingMigration {
         return failoverReason;
     }
 
+    private final List<String> loops = new ArrayList<>();
+
+    /** The threads (event loops) the session's channels were attached on: main first, then multifd in arrival order. */
+    public synchronized List<String> channelThreads() {
+        return List.copyOf(loops);
+    }
+
     /** Observer of every COLO commit (metrics, tests). */
     public void onCommit(Consumer<Checkpoint> c) {
         commitListeners.add(c);
@@ -168,6 +267,7 @@ public final class IncomingMigration {
             }
             main = c;
             connections.add(c);
+            loops.add(Thread.currentThread().getName());
         }
         c.mainChannel(true);
         MainStreamDecoder.Options o = new MainStreamDecoder.Options(cfg.multifdChannels(), cfg.flushMode(),
@@ -217,7 +317,16 @@ public final class IncomingMigration {
             return;
         }
         synchronized (this) {
+            if (multifdAttached >= cfg.multifdChannels()) {
+                // QEMU would take it for a postcopy channel; we have no use for it, and the
+                // migration it connected to keeps its channels
+                c.reject(new ProtocolException(Rule.CHANNEL_EXTRA, "connection " + c.remote() + " beyond the main channel and "
+                        + cfg.multifdChannels() + " multifd channel(s) of the migration in progress"));
+                return;
+            }
+            multifdAttached++;
             connections.add(c);
+            loops.add(Thread.currentThread().getName());
         }
         MultifdChannelDecoder d = new MultifdChannelDecoder(cfg.multifdChannels(), cfg.uuid(), cfg.compression(), router,
                 new MultifdChannelDecoder.Listener() {
@@ -310,7 +419,11 @@ public final class IncomingMigration {
     /** Bytes read on a channel (accounting, and the COLO heartbeat). */
     public void countBytes(int channel, long n) {
         stats.addBytes(Math.max(channel, -1), n);
-        lastActivity = System.nanoTime();
+        long now = System.nanoTime();
+        lastActivity = now;
+        if (phase == Phase.COLO && checkpointStartNanos == 0 && !flushing) {
+            checkpointStartNanos = now;
+        }
     }
 
     // ------------------------------------------------------------------ main stream events
@@ -481,7 +594,7 @@ public final class IncomingMigration {
         epoch = 0;
         colo = new ColoChannel(mainDecoder, cfg.coloOptions().maxBlob(), new ColoListener());
         phase = Phase.COLO;
-        String digest = cfg.coloOptions().digestOnCommit() ? memory.fastDigest() : null;
+        String digest = live().coloOptions().digestOnCommit() ? memory.fastDigest() : null;
         lastCheckpoint = new Checkpoint(0, 0, 0, 0, 0, 0, committedBlob.length, digest);
         LOG.info(() -> cfg.name() + ": COLO state entered, precopy image committed as epoch 0"
                 + (digest == null ? "" : ", digest " + digest));
@@ -503,12 +616,13 @@ public final class IncomingMigration {
      * so a large checkpoint that takes longer than the heartbeat is not mistaken for a dead primary.
      */
     private void armHeartbeat() {
-        long ms = cfg.coloOptions().heartbeatMs();
         lastActivity = System.nanoTime();
-        heartbeatTimer = vertx.setPeriodic(Math.max(10, ms / 8), id -> main.runOnLoop(() -> {
+        // the period follows the heartbeat configured at entry; a live change applies from the next tick
+        heartbeatTimer = vertx.setPeriodic(Math.max(10, Math.min(cfg.coloOptions().heartbeatMs() / 8, 250)), id -> main.runOnLoop(() -> {
             if (finished.get() || flushing || phase != Phase.COLO) {
                 return;
             }
+            long ms = live().coloOptions().heartbeatMs();
             long idle = (System.nanoTime() - lastActivity) / 1_000_000;
             if (idle > ms) {
                 failover(new ProtocolException(Rule.COLO_HEARTBEAT, "no bytes from the primary for " + idle
@@ -572,7 +686,22 @@ public final class IncomingMigration {
      * precopy, after a checkpoint was received).
      */
     private Future<ColoFlush.Stats> flushToGuest() {
-        int workers = cfg.coloOptions().flushWorkers();
+        WorkerPool pool = owner.acquireWorkers();
+        if (pool == null) {
+            return Future.failedFuture(new IllegalStateException("replica " + cfg.name() + " has no flush workers deployed"));
+        }
+        Future<ColoFlush.Stats> f;
+        try {
+            f = flushToGuest(pool);
+        } catch (RuntimeException e) {
+            pool.release();
+            throw e;
+        }
+        return f.andThen(ar -> pool.release());
+    }
+
+    private Future<ColoFlush.Stats> flushToGuest(WorkerPool pool) {
+        int workers = pool.size();
         List<Future<Message<ColoFlush.Stats>>> parts = new ArrayList<>();
         for (RamBlock b : memory.blocks()) {
             if (b.bitmap().dirtyPages() == 0) {
@@ -581,7 +710,7 @@ public final class IncomingMigration {
             int words = b.bitmap().wordCount();
             int per = Math.max(64, (words + workers - 1) / workers);
             for (int from = 0; from < words; from += per) {
-                parts.add(vertx.eventBus().request(MemoryWorkerVerticle.ADDRESS,
+                parts.add(vertx.eventBus().request(pool.address(),
                         new MemoryJob.Flush(b, from, Math.min(words, from + per))));
             }
         }
@@ -619,7 +748,8 @@ public final class IncomingMigration {
     private void commit(byte[] blob, long pages, long runs, long flushNanos) {
         committedBlob = blob;
         epoch++;
-        String digest = cfg.coloOptions().digestOnCommit() ? memory.fastDigest() : null;
+        checkpointStartNanos = 0;
+        String digest = live().coloOptions().digestOnCommit() ? memory.fastDigest() : null;
         long pause = System.nanoTime() - requestNanos;
         Checkpoint cp = new Checkpoint(epoch, pages, runs, transferNanos, flushNanos, pause, blob.length, digest);
         lastCheckpoint = cp;
@@ -809,6 +939,10 @@ public final class IncomingMigration {
             if (done != null) {
                 done.forEach(Promise::tryComplete);
             }
+        }
+
+        synchronized boolean busy() {
+            return count > 0;
         }
 
         synchronized Future<Void> idle() {

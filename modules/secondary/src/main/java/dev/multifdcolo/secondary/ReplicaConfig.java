@@ -29,7 +29,58 @@ public record ReplicaConfig(
         long maxDeviceStateBytes,
         int maxVmdescBytes,
         String expectedMachine,
-        ColoOptions coloOptions) {
+        ColoOptions coloOptions,
+        Guards guards) {
+
+    /**
+     * What protects a replica from slow, silent or abusive peers (issue 7). QEMU's destination has
+     * none of these (it waits forever); a secondary that must stay available cannot.
+     *
+     * @param setupTimeoutMs      a connection must send its first 4 bytes, and a migration must have
+     *                            its main channel and every multifd channel bound, within this time
+     * @param stallTimeoutMs      precopy: the session must receive at least {@code minRate} bytes/s
+     *                            averaged over each window of this length (0 = off; turn it off for
+     *                            sources that wait for an operator, e.g. pause-before-switchover)
+     * @param minRate             bytes per second, see above
+     * @param checkpointTimeoutMs COLO: a checkpoint (first byte after the last commit → the live
+     *                            state's end) must arrive within this time, else failover (0 = off)
+     * @param maxConnections      open connections on the replica port (all migrations and strays)
+     * @param acceptAfterFailover after a failover, accept a new migration (true) or refuse every
+     *                            connection until an operator resets the replica (false, default:
+     *                            the failed-over image is the one to keep)
+     */
+    public record Guards(long setupTimeoutMs, long stallTimeoutMs, long minRate, long checkpointTimeoutMs,
+                         int maxConnections, boolean acceptAfterFailover) {
+        public static final Guards DEFAULT = new Guards(10_000, 60_000, 1024, 60_000, 64, false);
+
+        public Guards {
+            if (setupTimeoutMs <= 0 || stallTimeoutMs < 0 || minRate < 0 || checkpointTimeoutMs < 0
+                    || maxConnections < 1 || maxConnections > 65_536) {
+                throw new IllegalArgumentException("bad limits: channel-setup-timeout-ms > 0, stall-timeout-ms,"
+                        + " min-rate and checkpoint-timeout-ms >= 0, max-connections 1..65536");
+            }
+        }
+
+        public Guards withSetupTimeout(long ms) {
+            return new Guards(ms, stallTimeoutMs, minRate, checkpointTimeoutMs, maxConnections, acceptAfterFailover);
+        }
+
+        public Guards withStall(long ms, long bytesPerSecond) {
+            return new Guards(setupTimeoutMs, ms, bytesPerSecond, checkpointTimeoutMs, maxConnections, acceptAfterFailover);
+        }
+
+        public Guards withCheckpointTimeout(long ms) {
+            return new Guards(setupTimeoutMs, stallTimeoutMs, minRate, ms, maxConnections, acceptAfterFailover);
+        }
+
+        public Guards withMaxConnections(int n) {
+            return new Guards(setupTimeoutMs, stallTimeoutMs, minRate, checkpointTimeoutMs, n, acceptAfterFailover);
+        }
+
+        public Guards withAcceptAfterFailover(boolean accept) {
+            return new Guards(setupTimeoutMs, stallTimeoutMs, minRate, checkpointTimeoutMs, maxConnections, accept);
+        }
+    }
 
     /**
      * COLO settings of a replica (the secondary's {@code x-colo}; 11.1 never sends ENABLE_COLO,
@@ -99,51 +150,58 @@ public record ReplicaConfig(
             throw new IllegalArgumentException("limits must be positive (device state < 2 GiB)");
         }
         uuid = uuid.clone();
+        Objects.requireNonNull(guards, "guards");
     }
 
     public static ReplicaConfig defaults(String name, String host, int port) {
         return new ReplicaConfig(name, host, port, 0, FlushMode.AUTO, Compression.NONE, new byte[16],
-                DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, ColoOptions.OFF);
+                DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, ColoOptions.OFF,
+                Guards.DEFAULT);
     }
 
     public ReplicaConfig withMultifd(int channels) {
         return new ReplicaConfig(name, host, port, channels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
     }
 
     public ReplicaConfig withFlushMode(FlushMode mode) {
         return new ReplicaConfig(name, host, port, multifdChannels, mode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
     }
 
     public ReplicaConfig withCompression(Compression c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, c, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
     }
 
     public ReplicaConfig withColo(ColoOptions c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c, guards);
     }
 
     public ReplicaConfig withPort(int p) {
         return new ReplicaConfig(name, host, p, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
     }
 
     public ReplicaConfig withLimits(long maxRam, long maxDeviceState, int maxVmdesc) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRam, backing,
-                maxDeviceState, maxVmdesc, expectedMachine, coloOptions);
+                maxDeviceState, maxVmdesc, expectedMachine, coloOptions, guards);
+    }
+
+    public ReplicaConfig withGuards(Guards g) {
+        return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, g);
     }
 
     public ReplicaConfig withUuid(byte[] u) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, u, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
     }
 
     public ReplicaConfig withBacking(Backing b) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, b,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
     }
 
     /** Parses a UUID in QEMU's textual form (or 32 hex digits); null/empty = all zero. */
@@ -163,16 +221,20 @@ public record ReplicaConfig(
         return new UUID(Long.parseUnsignedLong(h.substring(0, 16), 16), Long.parseUnsignedLong(h.substring(16), 16)).toString();
     }
 
+    /** Every key a replica's JSON/YAML object may have. */
+    public static final java.util.Set<String> KEYS = java.util.Set.of("name", "listen", "host", "port", "multifd-channels",
+            "flush-mode", "multifd-compression", "uuid", "max-ram", "backing-dir", "max-device-state", "max-vmdesc", "machine",
+            "colo", "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit",
+            "channel-setup-timeout-ms", "stall-timeout-ms", "min-rate", "checkpoint-timeout-ms", "max-connections",
+            "after-failover");
+
     /**
      * Reads a replica from its JSON config object (conf/ files, through Vert.x Config).
      * Unknown keys are rejected so a typo never silently means "default".
      */
     public static ReplicaConfig fromJson(JsonObject j) {
-        java.util.Set<String> known = java.util.Set.of("name", "listen", "host", "port", "multifd-channels", "flush-mode",
-                "multifd-compression", "uuid", "max-ram", "backing-dir", "max-device-state", "max-vmdesc", "machine", "colo",
-                "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit");
         for (String k : j.fieldNames()) {
-            if (!known.contains(k)) {
+            if (!KEYS.contains(k)) {
                 throw new IllegalArgumentException("unknown replica key '" + k + "'");
             }
         }
@@ -202,7 +264,22 @@ public record ReplicaConfig(
                 Sizes.parse(j.getValue("max-device-state", DEFAULT_MAX_DEVICE_STATE)),
                 (int) Sizes.parse(j.getValue("max-vmdesc", DEFAULT_MAX_VMDESC)),
                 j.getString("machine"),
-                colo);
+                colo,
+                guards(j));
+    }
+
+    private static Guards guards(JsonObject j) {
+        Guards d = Guards.DEFAULT;
+        String after = j.getString("after-failover", "refuse");
+        if (!after.equals("refuse") && !after.equals("accept")) {
+            throw new IllegalArgumentException("after-failover must be refuse or accept, got '" + after + "'");
+        }
+        return new Guards(j.getLong("channel-setup-timeout-ms", d.setupTimeoutMs()),
+                j.getLong("stall-timeout-ms", d.stallTimeoutMs()),
+                Sizes.parse(j.getValue("min-rate", d.minRate())),
+                j.getLong("checkpoint-timeout-ms", d.checkpointTimeoutMs()),
+                j.getInteger("max-connections", d.maxConnections()),
+                after.equals("accept"));
     }
 
     @Override
@@ -221,6 +298,6 @@ public record ReplicaConfig(
                 + " flush-mode=" + flushMode.name().toLowerCase() + " multifd-compression=" + compression.qemuName()
                 + " uuid=" + uuidText() + " max-ram=" + maxRamBytes + " backing=" + backing
                 + " max-device-state=" + maxDeviceStateBytes + " max-vmdesc=" + maxVmdescBytes
-                + " machine=" + expectedMachine + " colo=" + coloOptions;
+                + " machine=" + expectedMachine + " colo=" + coloOptions + " " + guards;
     }
 }

@@ -269,11 +269,29 @@ class RejectionColoTest {
     record Primary(Replica replica, io.vertx.core.Future<MigrationResult> outcome, Socket main, InputStream replies)
             implements AutoCloseable {
         static Primary start(long heartbeatMs, long maxBlob) throws Exception {
-            ReplicaConfig cfg = ReplicaConfig.defaults("colo", "127.0.0.1", Replay.freePort())
+            return start(config(heartbeatMs, maxBlob), vertx);
+        }
+
+        static ReplicaConfig config(long heartbeatMs, long maxBlob) throws java.io.IOException {
+            return ReplicaConfig.defaults("colo", "127.0.0.1", Replay.freePort())
                     .withFlushMode(FlushMode.LEGACY)
                     .withColo(ReplicaConfig.ColoOptions.on(1000).withHeartbeat(heartbeatMs).withMaxBlob(maxBlob));
+        }
+
+        /** As above for a replica of {@code cfg} (a plain COLO one, see {@link #config}) on {@code vertx}. */
+        static Primary start(ReplicaConfig cfg, Vertx vertx) throws Exception {
+            return start(deployed(cfg, vertx));
+        }
+
+        static Replica deployed(ReplicaConfig cfg, Vertx vertx) {
             Replica r = new Replica(cfg);
             r.deploy(vertx, 2).await();
+            return r;
+        }
+
+        /** The next migration into {@code r}: the 7.2 COLO primary's precopy up to CHECKPOINT_READY. */
+        static Primary start(Replica r) throws Exception {
+            ReplicaConfig cfg = r.config();
             var outcome = r.nextMigration();
             Socket s = new Socket("127.0.0.1", cfg.port());
             s.setTcpNoDelay(true);

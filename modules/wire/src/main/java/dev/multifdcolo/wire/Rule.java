@@ -89,7 +89,9 @@ public enum Rule {
     COLO_HEARTBEAT("§9.9", "no checkpoint request within the heartbeat timeout"),
 
     // --- resource limits ---
-    TIMEOUT("—", "a peer sent nothing for longer than the configured timeout");
+    TIMEOUT("—", "a peer too slow: channel setup, stall (minimum rate) or checkpoint timeout"),
+    CONNECTION_LIMIT("—", "more open connections on a replica port than max-connections"),
+    REPLICA_FAILED_OVER("§9.9", "a new migration to a replica that failed over and refuses new migrations until reset");
 
     private final String section;
     private final String summary;

@@ -145,7 +145,7 @@ public final class ReceiveCommand implements Callable<Integer> {
             // bind once to learn the port (port 0), then share it among the other instances
             Replica probe = new Replica(cfg);
             if (colo) {
-                dev.multifdcolo.secondary.colo.MemoryWorkerVerticle.deploy(vertx, flushWorkers).await();
+                probe.deployWorkers(vertx).await();
                 // manual failover: a line "failover" on standard input
                 Thread t = new Thread(() -> {
                     try (var in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in))) {

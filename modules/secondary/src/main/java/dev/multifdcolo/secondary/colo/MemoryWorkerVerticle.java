@@ -13,16 +13,22 @@ import io.vertx.core.eventbus.MessageConsumer;
 
 /**
  * A worker verticle doing the memcpy work of COLO off the event loops: the cache → guest copies
- * of precopy rounds and checkpoint flushes. Deployed as N instances consuming one address, so
- * the event bus spreads jobs over N worker threads.
+ * of precopy rounds and checkpoint flushes. Deployed as N instances consuming one address (one
+ * per replica, see {@link WorkerPool}), so the event bus spreads jobs over N worker threads.
  */
 public final class MemoryWorkerVerticle extends VerticleBase {
+    /** Prefix of the replicas' worker addresses. */
     public static final String ADDRESS = "multifd-colo.memory";
 
+    private final String address;
     private MessageConsumer<MemoryJob> consumer;
 
-    /** Registers the identity codecs (once per Vert.x instance) and deploys {@code instances} workers. */
-    public static Future<String> deploy(Vertx vertx, int instances) {
+    MemoryWorkerVerticle(String address) {
+        this.address = address;
+    }
+
+    /** Registers the identity codecs (once per Vert.x instance) and deploys {@code instances} workers on {@code address}. */
+    static Future<String> deploy(Vertx vertx, String address, int instances) {
         synchronized (MemoryWorkerVerticle.class) {
             try {
                 vertx.eventBus().registerDefaultCodec(MemoryJob.Flush.class, new Identity<>("mfc-flush"));
@@ -31,13 +37,13 @@ public final class MemoryWorkerVerticle extends VerticleBase {
                 // another replica registered them on this Vert.x instance
             }
         }
-        return vertx.deployVerticle(MemoryWorkerVerticle::new,
+        return vertx.deployVerticle(() -> new MemoryWorkerVerticle(address),
                 new DeploymentOptions().setThreadingModel(ThreadingModel.WORKER).setInstances(instances));
     }
 
     @Override
     public Future<?> start() {
-        consumer = vertx.eventBus().<MemoryJob>consumer(ADDRESS, msg -> msg.reply(run(msg.body())));
+        consumer = vertx.eventBus().<MemoryJob>consumer(address, msg -> msg.reply(run(msg.body())));
         return consumer.completion();
     }
 

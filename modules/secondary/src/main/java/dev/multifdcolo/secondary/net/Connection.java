@@ -52,9 +52,25 @@ public final class Connection {
         this.socket = socket;
         this.context = context;
         socket.messageHandler(this::onMessage);
-        socket.closeHandler(v -> onClosed());
+        socket.closeHandler(v -> {
+            if (!counted) {
+                counted = true;
+                replica.connectionClosed();
+            }
+            onClosed();
+        });
         socket.exceptionHandler(e -> LOG.fine(() -> "socket error from " + remote() + ": " + e));
+        long setup = replica.config().guards().setupTimeoutMs();
+        context.owner().setTimer(setup, id -> runOnLoop(() -> {
+            if (decoder == null && !rejected && !closeSeen) {
+                reject(new ProtocolException(Rule.TIMEOUT, String.format("connection %s sent %d byte(s) in %d ms,"
+                        + " not enough to tell its channel (channel-setup-timeout-ms)", remote(), pendingBytes, setup)));
+            }
+        }));
     }
+
+    /** The replica's open-connection count was decremented for this connection. */
+    private boolean counted;
 
     public io.vertx.core.Vertx vertx() {
         return context.owner();
@@ -97,7 +113,7 @@ public final class Connection {
             QuickAck.rearm(socket.channelHandlerContext().channel(), quickAck);
         }
         int n = buf.readableBytes();
-        if (session != null) {
+        if (session != null && !rejected) {
             session.countBytes(channelId, n);
         }
         pending.add(buf);
@@ -123,26 +139,27 @@ public final class Connection {
                 magic = (magic << 8) | (b.getByte(i) & 0xff);
             }
         }
-        IncomingMigration s;
-        if (magic == Wire.QEVM_MAGIC) {
-            s = replica.sessionFor(this);
-            if (s == null) {
-                return;
-            }
-            session = s;
-            session.countBytes(-1, pendingBytes);
-            s.attachMain(this);
-        } else if (magic == Wire.MULTIFD_MAGIC) {
-            s = replica.sessionFor(this);
-            if (s == null) {
-                return;
-            }
-            session = s;
-            session.countBytes(-1, pendingBytes);
-            s.attachMultifd(this);
-        } else {
+        if (magic != Wire.QEVM_MAGIC && magic != Wire.MULTIFD_MAGIC) {
             reject(new ProtocolException(Rule.CHANNEL_MAGIC,
                     String.format("connection from %s starts with 0x%08x, neither QEVM nor multifd", remote(), magic)));
+            return;
+        }
+        IncomingMigration s;
+        try {
+            s = replica.sessionFor(this);
+        } catch (ProtocolException refused) {
+            reject(refused);
+            return;
+        }
+        int n = pendingBytes;
+        session = s;
+        if (magic == Wire.QEVM_MAGIC) {
+            s.attachMain(this);
+        } else {
+            s.attachMultifd(this);
+        }
+        if (!rejected) {
+            s.countBytes(-1, n);     // a refused extra connection must not keep the session's heartbeat alive
         }
     }
 
