@@ -2,6 +2,7 @@ package dev.multifdcolo.app;
 
 import dev.multifdcolo.app.service.ControlApi;
 import dev.multifdcolo.app.service.Endpoint;
+import dev.multifdcolo.app.service.LogLevels;
 import dev.multifdcolo.app.service.ManagedReplica;
 import dev.multifdcolo.app.service.ReplicaMetrics;
 import dev.multifdcolo.app.service.ServiceMetrics;
@@ -41,6 +42,13 @@ import java.util.logging.Logger;
 public final class ServiceVerticle extends VerticleBase {
     private static final Logger LOG = Logger.getLogger(ServiceVerticle.class.getName());
 
+    /**
+     * The top-level keys of the service configuration. Unlike replica keys, unknown top-level keys
+     * cannot be refused: the store merges every system property into the same object.
+     */
+    public static final Set<String> KEYS = Set.of("transport", "instances", "scan-period-ms", "images-dir",
+            "shutdown-grace-ms", "retain-image", "metrics", "control", "log-levels", "replicas");
+
     private final ConfigRetrieverOptions options;
     private final String registryName;
     private ConfigRetriever retriever;
@@ -59,6 +67,7 @@ public final class ServiceVerticle extends VerticleBase {
     private HttpServer controlServer;
     private Endpoint metricsEndpoint;
     private ControlApi.Settings controlSettings;
+    private final LogLevels logLevels = new LogLevels();
 
     public ServiceVerticle(ConfigRetrieverOptions options) {
         this(options, ServiceMetrics.DEFAULT_REGISTRY);
@@ -99,7 +108,9 @@ public final class ServiceVerticle extends VerticleBase {
      */
     Future<Void> apply(JsonObject conf) {
         Map<String, ReplicaConfig> next = new LinkedHashMap<>();
+        Map<String, java.util.logging.Level> levels;
         try {
+            levels = LogLevels.parse(conf.getJsonObject("log-levels"));
             JsonArray list = conf.getJsonArray("replicas", new JsonArray());
             Map<String, String> ports = new HashMap<>();
             for (int i = 0; i < list.size(); i++) {
@@ -133,6 +144,7 @@ public final class ServiceVerticle extends VerticleBase {
             return Future.failedFuture(e);
         }
         lastError = null;
+        logLevels.apply(levels);
         current = conf;
         wanted = next;
         return reconcile().onComplete(ar -> applied = true);
@@ -143,6 +155,11 @@ public final class ServiceVerticle extends VerticleBase {
         List<Future<?>> all = new ArrayList<>();
         for (ManagedReplica m : List.copyOf(running.values())) {
             ReplicaConfig w = wanted.get(m.name());
+            if (!m.stopping() && w != null && !w.equals(m.config()) && m.replica().liveCompatible(w)) {
+                // heartbeat, flush workers, guards, digest: applied to the running replica, even mid-migration
+                m.replica().reconfigure(w).onFailure(e -> LOG.warning(m.name() + ": live change not applied: " + e.getMessage()));
+                continue;
+            }
             if (!m.stopping() && (w == null || !w.equals(m.config()))) {
                 m.markStopping();
                 stopWhenIdle(m).onComplete(ar -> context.runOnContext(v -> {
@@ -165,7 +182,7 @@ public final class ServiceVerticle extends VerticleBase {
             LOG.info(m.name() + ": stop deferred until its migration ends");
             return s.outcome().transform(ar -> stopWhenIdle(m));
         }
-        return Future.join(m.deployments().stream().map(id -> vertx.undeploy(id)).toList())
+        return m.replica().undeploy()
                 .transform(ar -> {
                     m.close();
                     LOG.info(m.name() + ": stopped");
@@ -256,12 +273,14 @@ public final class ServiceVerticle extends VerticleBase {
      * Graceful stop (SIGTERM): stops following the config, fails every replica in COLO state over
      * to its last committed checkpoint (a checkpoint being flushed is finished first, §9.9), gives
      * the other running migrations up to {@code graceMs} to end, and waits for the image writes
-     * they started. New connections are still accepted meanwhile (they end with the service).
+     * they started. New connections are refused from the start of the drain.
      */
     public Future<Void> drain(long graceMs) {
         io.vertx.core.Promise<Void> done = io.vertx.core.Promise.promise();
         context.runOnContext(v -> {
             draining = true;
+            // stop accepting: from now on every new connection is refused at once
+            running.values().forEach(m -> m.replica().stopAccepting());
             if (retriever != null) {
                 retriever.close();
                 retriever = null;

@@ -31,6 +31,7 @@ import java.util.logging.Logger;
  * GET  /replicas/{name}              status of one
  * POST /replicas/{name}/failover     manual failover of a replica in COLO state (?reason=...)
  * POST /replicas/{name}/image?dir=D  writes the replica's held image (last completed or failed-over migration)
+ * POST /replicas/{name}/reset        after a failover (after-failover: refuse): accept the next migration
  * </pre>
  */
 public final class ControlApi {
@@ -125,6 +126,15 @@ public final class ControlApi {
                 failover(req, r);
             } else if (parts.length == 4 && parts[3].equals("image") && post) {
                 image(req, r);
+            } else if (parts.length == 4 && parts[3].equals("reset") && post) {
+                String was = r.replica().refusing();
+                if (!r.replica().reset()) {
+                    json(req, 409, new JsonObject().put("error", r.name() + " is not refusing migrations"));
+                } else {
+                    LOG.warning(r.name() + ": reset through the control API (" + was + "); the next migration replaces"
+                            + " the held image");
+                    json(req, 200, r.status());
+                }
             } else {
                 json(req, 405, new JsonObject().put("error", req.method() + " " + path + " not supported"));
             }

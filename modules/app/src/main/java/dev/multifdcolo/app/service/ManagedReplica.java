@@ -47,8 +47,9 @@ public final class ManagedReplica {
         this.replica = new Replica(config);
     }
 
+    /** The replica's configuration now (its live part follows config edits). */
     public ReplicaConfig config() {
-        return config;
+        return replica.config();
     }
 
     public Replica replica() {
@@ -166,6 +167,8 @@ public final class ManagedReplica {
                 .put("listening", listening)
                 .put("stopping", stopping)
                 .put("phase", active ? s.phase().name() : ReplicaMetrics.IDLE)
+                .put("refusing", replica.refusing())
+                .put("open-connections", replica.openConnections())
                 .put("completed", replica.completed())
                 .put("failed", replica.failed());
         if (active) {

@@ -78,7 +78,9 @@ final class SecondaryRig implements AutoCloseable {
         this.port = freePort();
         ReplicaConfig cfg = ReplicaConfig.defaults("colo-test", "127.0.0.1", port).withMultifd(multifd)
                 .withCompression(compression)
-                .withColo(ReplicaConfig.ColoOptions.on(600).withHeartbeat(heartbeatMs).withDigestOnCommit(true));
+                .withColo(ReplicaConfig.ColoOptions.on(600).withHeartbeat(heartbeatMs).withDigestOnCommit(true))
+                // the rig runs session after session on one replica, failovers included
+                .withGuards(ReplicaConfig.Guards.DEFAULT.withAcceptAfterFailover(true));
         this.replica = new Replica(cfg);
         replica.onSessionStart(s -> {
             session.set(s);
