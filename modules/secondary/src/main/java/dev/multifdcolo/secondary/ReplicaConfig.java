@@ -151,6 +151,10 @@ public record ReplicaConfig(
         }
         uuid = uuid.clone();
         Objects.requireNonNull(guards, "guards");
+        if (coloOptions.enabled() && backing instanceof Backing.Files && guards.acceptAfterFailover()) {
+            throw new IllegalArgumentException("after-failover: accept cannot be combined with backing-dir: the next"
+                    + " migration would truncate the failed-over image's files. Use refuse, save the image, then reset");
+        }
     }
 
     public static ReplicaConfig defaults(String name, String host, int port) {

@@ -247,6 +247,18 @@ class RejectionLimitsTest {
     }
 
     @Test
+    void afterFailoverAcceptWithABackingDirIsRefusedAtConfigTime() {
+        var j = new io.vertx.core.json.JsonObject().put("name", "vm1").put("colo", true).put("backing-dir", "/tmp/x")
+                .put("after-failover", "accept");
+        var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> ReplicaConfig.fromJson(j));
+        assertTrue(e.getMessage().contains("would truncate the failed-over image's files"), e.getMessage());
+        assertTrue(ReplicaConfig.fromJson(j.put("after-failover", "refuse")).colo());
+        var bad = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class,
+                () -> ReplicaConfig.fromJson(j.copy().put("after-failover", "maybe")));
+        assertTrue(bad.getMessage().contains("after-failover must be refuse or accept"), bad.getMessage());
+    }
+
+    @Test
     void withAfterFailoverAcceptTheNextMigrationGetsAFreshImageAndTheOldOneStays() throws Exception {
         ReplicaConfig cfg = Primary.config(10_000, 1 << 20)
                 .withGuards(ReplicaConfig.Guards.DEFAULT.withAcceptAfterFailover(true));

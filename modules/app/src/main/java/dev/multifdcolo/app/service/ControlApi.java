@@ -128,11 +128,14 @@ public final class ControlApi {
                 image(req, r);
             } else if (parts.length == 4 && parts[3].equals("reset") && post) {
                 String was = r.replica().refusing();
-                if (!r.replica().reset()) {
+                boolean files = r.config().backing() instanceof dev.multifdcolo.memory.Backing.Files;
+                if (was != null && files && !r.dropHeldForReset()) {
+                    json(req, 409, new JsonObject().put("error", r.name() + ": its image is being written; reset after that"));
+                } else if (!r.replica().reset()) {
                     json(req, 409, new JsonObject().put("error", r.name() + " is not refusing migrations"));
                 } else {
                     LOG.warning(r.name() + ": reset through the control API (" + was + "); the next migration replaces"
-                            + " the held image");
+                            + (files ? " the image in its backing-dir (the held image was released)" : " the held image"));
                     json(req, 200, r.status());
                 }
             } else {

@@ -136,6 +136,27 @@ public final class ManagedReplica {
         }
     }
 
+    /**
+     * Before a reset of a file-backed replica: the next migration truncates the files the held
+     * image is mapped from, so the held image is dropped first.
+     *
+     * @return false while the held image is being written (the reset must wait)
+     */
+    public boolean dropHeldForReset() {
+        Held old;
+        synchronized (this) {
+            if (held != null && held.users > 0) {
+                return false;
+            }
+            old = held;
+            held = null;
+        }
+        if (old != null) {
+            drop(old);
+        }
+        return true;
+    }
+
     /** Releases everything (the replica was removed or the service stops). */
     public void close() {
         Held old;

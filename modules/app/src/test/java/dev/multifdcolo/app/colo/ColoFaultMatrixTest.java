@@ -163,8 +163,11 @@ class ColoFaultMatrixTest {
                     assertNotNull(r, "fault report");
                     long e = res.colo().epoch();
                     assertTrue(e >= r.minEpoch() && e <= r.maxEpoch(), "epoch " + e + " outside " + r);
-                    // idle faults hit before CHECKPOINT_REQUEST: nothing of epoch 3 exists
-                    assertEquals(2, e, "the last committed checkpoint is kept: " + r + " -> " + reason);
+                    // checkpoint 3 can only be kept when all of it was sent before the fault (a channel
+                    // whose share was already out, say); else the replica keeps 2, the last commit
+                    if (!r.complete()) {
+                        assertEquals(2, e, "the last committed checkpoint is kept: " + r + " -> " + reason);
+                    }
                     String expected = r.digestOf(e);
                     assertEquals(expected, res.memory().fastDigest(), "failed-over image = primary's epoch " + e);
                     assertEquals(expected, res.colo().last().digest(), "last checkpoint digest");
