@@ -130,10 +130,10 @@ public final class ServiceVerticle extends VerticleBase {
             Endpoint m = ServiceMetrics.endpoint(conf);
             ControlApi.Settings c = ControlApi.Settings.from(conf);
             if (metricsEndpoint != null && !m.equals(metricsEndpoint)) {
-                LOG.warning("metrics endpoint change (" + m + ") needs a restart; still serving " + metricsEndpoint);
+                moveMetrics(m);
             }
             if (controlSettings != null && !c.equals(controlSettings)) {
-                LOG.warning("control API change needs a restart; the running API keeps its settings");
+                moveControl(c);
             }
             if (!Objects.equals(current.getString("transport"), conf.getString("transport")) && applied) {
                 LOG.warning("transport change needs a restart");
@@ -148,6 +148,49 @@ public final class ServiceVerticle extends VerticleBase {
         current = conf;
         wanted = next;
         return reconcile().onComplete(ar -> applied = true);
+    }
+
+    /**
+     * A new metrics section applies live: the scrape endpoint is closed and opened again with the
+     * new settings (enabled, host, port). If the new one cannot be opened, the old settings are
+     * tried again and the failure is logged.
+     */
+    private void moveMetrics(Endpoint next) {
+        Endpoint before = metricsEndpoint;
+        metricsEndpoint = next;
+        HttpServer old = metricsServer;
+        metricsServer = null;
+        (old == null ? Future.succeededFuture() : old.close())
+                .compose(v -> ServiceMetrics.serve(vertx, next, registry))
+                .onSuccess(srv -> {
+                    metricsServer = srv;
+                    LOG.info("metrics endpoint now " + next);
+                })
+                .onFailure(e -> {
+                    LOG.severe("metrics endpoint " + next + " cannot start (" + e.getMessage() + "); back to " + before);
+                    metricsEndpoint = before;
+                    ServiceMetrics.serve(vertx, before, registry).onSuccess(srv -> metricsServer = srv);
+                });
+    }
+
+    /** As {@link #moveMetrics} for the control API (enabled, host, port, token). */
+    private void moveControl(ControlApi.Settings next) {
+        ControlApi.Settings before = controlSettings;
+        controlSettings = next;
+        HttpServer old = controlServer;
+        controlServer = null;
+        (old == null ? Future.succeededFuture() : old.close())
+                .compose(v -> new ControlApi(vertx, next, this::managed, this::ready).start())
+                .onSuccess(srv -> {
+                    controlServer = srv;
+                    LOG.info("control API now " + next.endpoint());
+                })
+                .onFailure(e -> {
+                    LOG.severe("control API " + next.endpoint() + " cannot start (" + e.getMessage() + "); back to "
+                            + before.endpoint());
+                    controlSettings = before;
+                    new ControlApi(vertx, before, this::managed, this::ready).start().onSuccess(srv -> controlServer = srv);
+                });
     }
 
     /** Brings the running replicas to {@link #wanted}; called on each new config and after each stop. */
