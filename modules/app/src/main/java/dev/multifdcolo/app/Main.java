@@ -20,7 +20,14 @@ public final class Main implements Callable<Integer> {
 
     public static void main(String[] args) {
         Logging.configure();
-        String[] a = args.length == 0 ? new String[]{"run"} : args;
+        String[] a = args;
+        if (args.length == 0 || (args[0].startsWith("-") && !java.util.Set.of("-h", "--help", "-V", "--version")
+                .contains(args[0]))) {
+            // like the Vert.x launcher: `java -jar app.jar -conf F -instances N` runs the service
+            a = new String[args.length + 1];
+            a[0] = "run";
+            System.arraycopy(args, 0, a, 1, args.length);
+        }
         int rc = new CommandLine(new Main()).setCaseInsensitiveEnumValuesAllowed(true).execute(a);
         if (rc != 0 || !(a[0].equals("run"))) {
             System.exit(rc);

@@ -25,6 +25,10 @@ public final class ServiceCommand implements Callable<Integer> {
     @Option(names = {"-conf", "--conf"}, defaultValue = "conf/multifd-colo.yaml", description = "config file (YAML or JSON)")
     Path conf;
 
+    @Option(names = {"-instances", "--instances"}, defaultValue = "0",
+            description = "channel verticle instances per replica (overrides the config's instances; 0 = config, whose 0 = one per core)")
+    int instances;
+
     @Override
     public Integer call() throws Exception {
         if (!Files.exists(conf)) {
@@ -41,8 +45,12 @@ public final class ServiceCommand implements Callable<Integer> {
         }
         Vertx vertx = Transports.vertx(first.getString("transport", "auto"),
                 ServiceMetrics.vertxOptions(new VertxOptions(), first, ServiceMetrics.DEFAULT_REGISTRY));
+        if (instances < 0) {
+            System.err.println("error: --instances must be >= 0");
+            return 2;
+        }
         ServiceVerticle service = new ServiceVerticle(retrieverOptions(conf, first.getLong("scan-period-ms", 2000L)),
-                ServiceMetrics.DEFAULT_REGISTRY);
+                ServiceMetrics.DEFAULT_REGISTRY, instances);
         vertx.deployVerticle(service).await();
         LOG.info("service running from " + conf.toAbsolutePath());
         long grace = first.getLong("shutdown-grace-ms", 30_000L);

@@ -75,9 +75,17 @@ public final class ServiceVerticle extends VerticleBase {
 
     /** @param registryName the Micrometer registry Vert.x was started with (see {@link ServiceMetrics#vertxOptions}) */
     public ServiceVerticle(ConfigRetrieverOptions options, String registryName) {
+        this(options, registryName, 0);
+    }
+
+    /** @param instances channel verticle instances per replica from the command line (0: the config's {@code instances}) */
+    public ServiceVerticle(ConfigRetrieverOptions options, String registryName, int instances) {
         this.options = options;
         this.registryName = registryName;
+        this.instancesOverride = instances;
     }
+
+    private final int instancesOverride;
 
     @Override
     public Future<?> start() {
@@ -235,7 +243,7 @@ public final class ServiceVerticle extends VerticleBase {
 
     private Future<Void> startReplica(ReplicaConfig cfg) {
         ManagedReplica m = new ManagedReplica(cfg);
-        int instances = current.getInteger("instances", 0);
+        int instances = instancesOverride > 0 ? instancesOverride : current.getInteger("instances", 0);
         int n = instances > 0 ? instances : Runtime.getRuntime().availableProcessors();
         String imagesDir = current.getString("images-dir");
         boolean retain = current.getBoolean("retain-image", true);
