@@ -59,7 +59,8 @@ class ConfigFuzzTest {
 
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "replica config", share = 0.05)
-    void replicaConfig(@ForAll long seed) {
+    void replicaConfig(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         SplittableRandom r = new SplittableRandom(seed);
         Fuzz.next();
         JsonObject j = SEEDS.get(r.nextInt(SEEDS.size())).copy();

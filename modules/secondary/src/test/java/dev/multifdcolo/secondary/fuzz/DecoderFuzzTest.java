@@ -32,8 +32,7 @@ import java.util.SplittableRandom;
 /**
  * Mutation fuzzing of every decoder (see {@link Fuzz} for what each input must satisfy). Each try
  * is one long: it picks a seed, the mutations and the read splits, so a failure names the long
- * and the input is reproduced exactly ({@code -Dfuzz.replay} is not needed: rerun the property
- * with jqwik's reported seed, or call the target method with the long).
+ * and the input is reproduced exactly with {@code -Dfuzz.replay=<long>}.
  */
 @AddLifecycleHook(value = Fuzz.Tries.class, propagateTo = PropagationMode.DIRECT_DESCENDANTS)
 class DecoderFuzzTest {
@@ -111,7 +110,8 @@ class DecoderFuzzTest {
     /** All record types of the main stream; channels (if any) are the seed's, unchanged. */
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "main stream", share = 0.10)
-    void mainStream(@ForAll long seed) {
+    void mainStream(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         SplittableRandom r = new SplittableRandom(seed);
         Fuzz.next();
         Seed s = PRECOPY.get(r.nextInt(PRECOPY.size()));
@@ -139,7 +139,8 @@ class DecoderFuzzTest {
     /** One or two channels of a multifd migration mutated (packets, syncs, compressed payloads). */
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "multifd session", share = 0.04)
-    void multifdSession(@ForAll long seed) {
+    void multifdSession(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         SplittableRandom r = new SplittableRandom(seed);
         Fuzz.next();
         Seed s = MULTIFD.get(r.nextInt(MULTIFD.size()));
@@ -164,7 +165,8 @@ class DecoderFuzzTest {
     /** A hello (and a SYNC packet after it) against random channel counts and UUIDs. */
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "multifd hello", share = 0.345)
-    void multifdHello(@ForAll long seed) {
+    void multifdHello(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         SplittableRandom r = new SplittableRandom(seed);
         Fuzz.next();
         int channels = r.nextInt(10);
@@ -245,7 +247,8 @@ class DecoderFuzzTest {
     /** A whole channel (hello + packets: normal/zero pages, flags, offsets, counts, sizes, payloads). */
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "multifd packets", share = 0.20)
-    void multifdPackets(@ForAll long seed) {
+    void multifdPackets(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         SplittableRandom r = new SplittableRandom(seed);
         Fuzz.next();
         Seed s = MULTIFD.get(r.nextInt(MULTIFD.size()));
@@ -377,13 +380,15 @@ class DecoderFuzzTest {
 
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "zlib payloads", share = 0.12)
-    void zlib(@ForAll long seed) {
+    void zlib(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         decompress(Compression.ZLIB, seed);
     }
 
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "zstd payloads", share = 0.12)
-    void zstd(@ForAll long seed) {
+    void zstd(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         decompress(Compression.ZSTD, seed);
     }
 
@@ -396,7 +401,8 @@ class DecoderFuzzTest {
      */
     @Property(shrinking = ShrinkingMode.OFF, edgeCases = EdgeCasesMode.NONE, afterFailure = AfterFailureMode.RANDOM_SEED)
     @FuzzTarget(name = "colo checkpoints", share = 0.025)
-    void colo(@ForAll long seed) {
+    void colo(@ForAll long generated) {
+        long seed = Fuzz.input(generated);
         SplittableRandom r = new SplittableRandom(seed);
         Fuzz.next();
         Seed s = COLO.get(r.nextInt(COLO.size()));

@@ -41,6 +41,17 @@ public final class Fuzz {
      * lazy caches and run cold code (counted, and their largest allocation is reported).
      */
     static final int WARM_UP = 200;
+    /**
+     * {@code -Dfuzz.replay=N}: every property runs once, on input N (the number a failure names,
+     * e.g. {@code -Dtest='DecoderFuzzTest#colo' -Dfuzz.replay=3818698705}).
+     */
+    static final Long REPLAY = Long.getLong("fuzz.replay");
+
+    /** The input a try runs: jqwik's value, or the one to replay. */
+    public static long input(long generated) {
+        return REPLAY != null ? REPLAY : generated;
+    }
+
     /** A single input running this long is a hang: the watchdog reports it and halts the JVM. */
     static final long HANG_MILLIS = Long.getLong("fuzz.hangMillis", 120_000L);
 
@@ -50,7 +61,7 @@ public final class Fuzz {
         public PropertyExecutionResult aroundProperty(PropertyLifecycleContext context, PropertyExecutor property) {
             FuzzTarget t = context.findAnnotation(FuzzTarget.class).orElseThrow(
                     () -> new IllegalStateException("a fuzz property needs @FuzzTarget"));
-            int tries = (int) Math.max(1, Math.min(Integer.MAX_VALUE, Math.round(TOTAL * t.share())));
+            int tries = REPLAY != null ? 1 : (int) Math.max(1, Math.min(Integer.MAX_VALUE, Math.round(TOTAL * t.share())));
             context.attributes().setTries(tries);
             Stats s = Stats.begin(t.name());
             long t0 = System.nanoTime();
