@@ -11,7 +11,12 @@ public record HostPort(String host, int port) {
         if (host.startsWith("[") && host.endsWith("]")) {
             host = host.substring(1, host.length() - 1);
         }
-        int port = Integer.parseInt(s.substring(colon + 1));
+        int port;
+        try {
+            port = Integer.parseInt(s.substring(colon + 1));
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("expected HOST:PORT, got '" + s + "'");
+        }
         if (port < 0 || port > 65535) {
             throw new IllegalArgumentException("port out of range in '" + s + "'");
         }

@@ -242,48 +242,118 @@ public record ReplicaConfig(
                 throw new IllegalArgumentException("unknown replica key '" + k + "'");
             }
         }
-        String name = j.getString("name");
+        String name = string(j, "name", null);
         if (name == null || name.isBlank()) {
             throw new IllegalArgumentException("replica needs a name");
         }
-        String host = j.getString("host", "127.0.0.1");
-        int port = j.getInteger("port", 0);
-        if (j.containsKey("listen")) {
-            HostPort hp = HostPort.parse(j.getString("listen"));
+        String host = string(j, "host", "127.0.0.1");
+        int port = (int) integer(j, "port", 0, 0, 65535);
+        String listen = string(j, "listen", null);
+        if (listen != null) {
+            HostPort hp = HostPort.parse(listen);
             host = hp.host();
             port = hp.port();
         }
-        String dir = j.getString("backing-dir");
-        long delay = j.getLong("x-checkpoint-delay", 20_000L);
-        ColoOptions colo = new ColoOptions(j.getBoolean("colo", false), delay, j.getLong("heartbeat-timeout-ms", 3 * delay),
-                j.getInteger("flush-workers", 2), Sizes.parse(j.getValue("blob-limit", 64L << 20)),
-                j.getBoolean("digest-on-commit", false));
+        String dir = string(j, "backing-dir", null);
+        long delay = integer(j, "x-checkpoint-delay", 20_000L, 1, Long.MAX_VALUE / 3);
+        ColoOptions colo = new ColoOptions(bool(j, "colo", false), delay,
+                integer(j, "heartbeat-timeout-ms", 3 * delay, 1, Long.MAX_VALUE),
+                (int) integer(j, "flush-workers", 2, 1, 64), size(j, "blob-limit", 64L << 20, Integer.MAX_VALUE - 8),
+                bool(j, "digest-on-commit", false));
         return new ReplicaConfig(name, host, port,
-                j.getInteger("multifd-channels", 0),
-                FlushMode.parse(j.getString("flush-mode", "auto")),
-                Compression.fromQemuName(j.getString("multifd-compression", "none")),
-                parseUuid(j.getString("uuid")),
-                Sizes.parse(j.getValue("max-ram", DEFAULT_MAX_RAM)),
+                (int) integer(j, "multifd-channels", 0, 0, 255),
+                FlushMode.parse(string(j, "flush-mode", "auto")),
+                Compression.fromQemuName(string(j, "multifd-compression", "none")),
+                parseUuid(string(j, "uuid", null)),
+                size(j, "max-ram", DEFAULT_MAX_RAM, Long.MAX_VALUE),
                 dir == null ? Backing.anonymous() : Backing.files(Path.of(dir)),
-                Sizes.parse(j.getValue("max-device-state", DEFAULT_MAX_DEVICE_STATE)),
-                (int) Sizes.parse(j.getValue("max-vmdesc", DEFAULT_MAX_VMDESC)),
-                j.getString("machine"),
+                size(j, "max-device-state", DEFAULT_MAX_DEVICE_STATE, Integer.MAX_VALUE - 8),
+                (int) size(j, "max-vmdesc", DEFAULT_MAX_VMDESC, Integer.MAX_VALUE - 8),
+                string(j, "machine", null),
                 colo,
                 guards(j));
     }
 
     private static Guards guards(JsonObject j) {
         Guards d = Guards.DEFAULT;
-        String after = j.getString("after-failover", "refuse");
+        String after = string(j, "after-failover", "refuse");
         if (!after.equals("refuse") && !after.equals("accept")) {
             throw new IllegalArgumentException("after-failover must be refuse or accept, got '" + after + "'");
         }
-        return new Guards(j.getLong("channel-setup-timeout-ms", d.setupTimeoutMs()),
-                j.getLong("stall-timeout-ms", d.stallTimeoutMs()),
-                Sizes.parse(j.getValue("min-rate", d.minRate())),
-                j.getLong("checkpoint-timeout-ms", d.checkpointTimeoutMs()),
-                j.getInteger("max-connections", d.maxConnections()),
+        return new Guards(integer(j, "channel-setup-timeout-ms", d.setupTimeoutMs(), 1, Long.MAX_VALUE / 1_000_000),
+                integer(j, "stall-timeout-ms", d.stallTimeoutMs(), 0, Long.MAX_VALUE / 1_000_000),
+                isZero(j.getValue("min-rate")) ? 0 : size(j, "min-rate", d.minRate(), Long.MAX_VALUE / 1_000_000),
+                integer(j, "checkpoint-timeout-ms", d.checkpointTimeoutMs(), 0, Long.MAX_VALUE / 1_000_000),
+                (int) integer(j, "max-connections", d.maxConnections(), 1, 65_536),
                 after.equals("accept"));
+    }
+
+    // Typed reads of one key. A value of the wrong JSON type, a fraction or a number out of range is
+    // an IllegalArgumentException naming the key (the service reports it and keeps its previous
+    // configuration), never a ClassCastException or a silently truncated number. A null value is
+    // the same as an absent key.
+
+    private static boolean isZero(Object v) {
+        return (v instanceof Number n && n.doubleValue() == 0) || "0".equals(v);
+    }
+
+    private static String string(JsonObject j, String key, String def) {
+        Object v = j.getValue(key);
+        if (v == null) {
+            return def;
+        }
+        if (!(v instanceof String s)) {
+            throw new IllegalArgumentException(key + " must be a string, got " + v);
+        }
+        return s;
+    }
+
+    private static boolean bool(JsonObject j, String key, boolean def) {
+        Object v = j.getValue(key);
+        if (v == null) {
+            return def;
+        }
+        if (!(v instanceof Boolean b)) {
+            throw new IllegalArgumentException(key + " must be true or false, got " + v);
+        }
+        return b;
+    }
+
+    private static long integer(JsonObject j, String key, long def, long min, long max) {
+        Object v = j.getValue(key);
+        if (v == null) {
+            return def;
+        }
+        long n;
+        try {
+            n = Sizes.wholeNumber(v);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(key + " must be a whole number, got " + v);
+        }
+        if (n < min || n > max) {
+            throw new IllegalArgumentException(key + " must be " + min + ".." + max + ", got " + v);
+        }
+        return n;
+    }
+
+    private static long size(JsonObject j, String key, long def, long max) {
+        Object v = j.getValue(key);
+        if (v == null) {
+            return def;
+        }
+        if (!(v instanceof Number) && !(v instanceof String)) {
+            throw new IllegalArgumentException(key + " must be a size (4096, \"64M\", \"1G\"), got " + v);
+        }
+        long n;
+        try {
+            n = Sizes.parse(v);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(key + ": " + e.getMessage());
+        }
+        if (n <= 0 || n > max) {
+            throw new IllegalArgumentException(key + " must be 1.." + max + " bytes, got " + v);
+        }
+        return n;
     }
 
     @Override

@@ -7,8 +7,8 @@ public final class Sizes {
     private Sizes() {}
 
     public static long parse(Object v) {
-        if (v instanceof Number n) {
-            return n.longValue();
+        if (v instanceof Number) {
+            return wholeNumber(v);
         }
         String s = v.toString().trim().toUpperCase(Locale.ROOT).replace("IB", "").replace("B", "");
         long mul = 1;
@@ -28,5 +28,37 @@ public final class Sizes {
         } catch (NumberFormatException | ArithmeticException e) {
             throw new IllegalArgumentException("not a size: '" + v + "'");
         }
+    }
+
+    /**
+     * A JSON/YAML number that is a whole number within long range (integral doubles such as 4.0
+     * included); anything else, e.g. 1.5, 1e300 or a string, is an IllegalArgumentException.
+     */
+    public static long wholeNumber(Object v) {
+        if (v instanceof Integer || v instanceof Long || v instanceof Short || v instanceof Byte) {
+            return ((Number) v).longValue();
+        }
+        if (v instanceof java.math.BigInteger b) {
+            try {
+                return b.longValueExact();
+            } catch (ArithmeticException e) {
+                throw new IllegalArgumentException("number out of range: " + v);
+            }
+        }
+        if (v instanceof java.math.BigDecimal d) {
+            try {
+                return d.longValueExact();
+            } catch (ArithmeticException e) {
+                throw new IllegalArgumentException("not a whole number: " + v);
+            }
+        }
+        if (v instanceof Number n) {
+            double d = n.doubleValue();
+            if (d != Math.rint(d) || d < -0x1p63 || d >= 0x1p63) {
+                throw new IllegalArgumentException("not a whole number: " + v);
+            }
+            return (long) d;
+        }
+        throw new IllegalArgumentException("not a number: " + v);
     }
 }

@@ -141,6 +141,7 @@ public final class MainStreamDecoder {
         this.sink = sink;
         this.listener = listener;
         this.multifd = options.multifdChannels() > 0;
+        this.maxCandidates = (int) Math.max(4096, options.maxDeviceState() / 64);
         this.modern = switch (options.flushMode()) {
             case LEGACY -> false;
             case MODERN -> true;
@@ -648,8 +649,15 @@ public final class MainStreamDecoder {
         devLen += n;
     }
 
-    /** Candidate vmdesc starts ({@code 00 06 len}) by the stream position their JSON would end at. */
-    private final java.util.HashMap<Integer, java.util.List<Integer>> vmdescEnds = new java.util.HashMap<>();
+    /**
+     * Candidate vmdesc starts ({@code 00 06 len}) still able to end the stream: {@code end << 32 |
+     * start} in a min-heap on the position their JSON would end at. 8 bytes per candidate, and at
+     * most {@link #maxCandidates} of them (a boxed map of lists took ~30 heap bytes per
+     * device-state byte for bytes full of {@code 00 06 00 00 00 02}: 2 GB for the 64 MiB bound).
+     */
+    private long[] candidates = new long[16];
+    private int candidateCount;
+    private final int maxCandidates;
     private int scanned;          // device bytes already searched for candidates
     private int parseAttempts;
     private static final int MAX_PARSE_ATTEMPTS = 64;
@@ -657,9 +665,10 @@ public final class MainStreamDecoder {
     /**
      * Looks for {@code EOF 0x06 len JSON} ending exactly at the end of what arrived (the source
      * sends nothing after the vmdesc until we answer), and accepts it only if the JSON's device
-     * list walks the kept sections. Each byte is searched once (candidates are indexed by the
-     * position their JSON would end at), and the number of JSON parses is capped, so a hostile
-     * stream cannot make this quadratic.
+     * list walks the kept sections. Each byte is searched once, a candidate is dropped once the
+     * kept bytes pass its end (more bytes only make them longer), and the number of JSON parses is
+     * capped, so a hostile stream cannot make this quadratic or make it hold more than a fraction
+     * of the device-state bound.
      */
     private boolean tryFinishDevices() {
         for (; scanned + 6 <= devLen; scanned++) {
@@ -669,30 +678,70 @@ public final class MainStreamDecoder {
                         | (dev[p + 5] & 0xffL);
                 long end = p + 6 + len;
                 if (len > 1 && len <= opt.maxVmdesc() && end <= opt.maxDeviceState()) {
-                    vmdescEnds.computeIfAbsent((int) end, k -> new java.util.ArrayList<>()).add(p);
+                    if (candidateCount >= maxCandidates) {   // not check(...): no boxing per candidate
+                        throw new ProtocolException(Rule.DEVICE_STATE_END, "more than " + maxCandidates
+                                + " possible VMDESCRIPTION starts pending in the device state");
+                    }
+                    pushCandidate(end << 32 | p);
                 }
             }
         }
-        if (devLen < 7 || dev[devLen - 1] != '}') {
-            return false;
-        }
-        java.util.List<Integer> starts = vmdescEnds.get(devLen);
-        if (starts == null) {
-            return false;
-        }
-        for (int p : starts) {
-            if (dev[p + 6] != '{') {
-                continue;
+        boolean json = devLen >= 7 && dev[devLen - 1] == '}';
+        while (candidateCount > 0 && (int) (candidates[0] >>> 32) <= devLen) {
+            long c = popCandidate();
+            int p = (int) c;
+            if ((int) (c >>> 32) < devLen || !json || dev[p + 6] != '{') {
+                continue;         // the kept bytes went past its end: it can never end the stream
             }
             ProtocolException.check(++parseAttempts <= MAX_PARSE_ATTEMPTS, Rule.DEVICE_STATE_END,
                     "more than %d VMDESCRIPTION candidates in the device state failed to match it", MAX_PARSE_ATTEMPTS);
-            String json = new String(dev, p + 6, devLen - p - 6, StandardCharsets.UTF_8);
-            if (DeviceChain.walks(dev, p, json)) {
-                finishPrecopy(Arrays.copyOf(dev, p), json);
+            String text = new String(dev, p + 6, devLen - p - 6, StandardCharsets.UTF_8);
+            if (DeviceChain.walks(dev, p, text)) {
+                finishPrecopy(Arrays.copyOf(dev, p), text);
                 return true;
             }
         }
         return false;
+    }
+
+    private void pushCandidate(long c) {
+        if (candidateCount == candidates.length) {
+            candidates = Arrays.copyOf(candidates, Math.min(maxCandidates, 2 * candidates.length));
+        }
+        int i = candidateCount++;
+        while (i > 0) {
+            int parent = (i - 1) >>> 1;
+            if (candidates[parent] <= c) {
+                break;
+            }
+            candidates[i] = candidates[parent];
+            i = parent;
+        }
+        candidates[i] = c;
+    }
+
+    private long popCandidate() {
+        long top = candidates[0];
+        long last = candidates[--candidateCount];
+        int i = 0;
+        while (true) {
+            int child = 2 * i + 1;
+            if (child >= candidateCount) {
+                break;
+            }
+            if (child + 1 < candidateCount && candidates[child + 1] < candidates[child]) {
+                child++;
+            }
+            if (candidates[child] >= last) {
+                break;
+            }
+            candidates[i] = candidates[child];
+            i = child;
+        }
+        if (candidateCount > 0) {
+            candidates[i] = last;
+        }
+        return top;
     }
 
     private void finishPrecopy(byte[] devices, String json) {
@@ -700,7 +749,7 @@ public final class MainStreamDecoder {
         dev = new byte[0];
         devLen = 0;
         scanned = 0;
-        vmdescEnds.clear();
+        candidateCount = 0;
         vmdesc = null;
         listener.onPrecopyEnd(devices, json);
     }
