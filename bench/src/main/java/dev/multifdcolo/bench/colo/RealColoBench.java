@@ -60,7 +60,7 @@ public final class RealColoBench {
 
     static final long RAM_MIB = 160;
     static final List<String> TRACE_EVENTS = List.of("vm_state_notify", "ram_save_complete", "colo_send_message",
-            "colo_receive_message");
+            "colo_receive_message", "multifd_send_sync_main");
 
     record Cell(String name, String workload, int channels) {
         static Cell parse(String s) {
@@ -133,7 +133,8 @@ public final class RealColoBench {
                   --reps N            repetitions of the whole matrix; measured checkpoints per cell and
                                       secondary = reps x checkpoints (default 1)
                   --cells LIST        light|heavy-plain|mfN (default light-plain,light-mf4,heavy-plain,heavy-mf4)
-                  --secondaries LIST  qemu,ours (default both)
+                  --secondaries LIST  qemu,ours[,ours-autobuf] (default qemu,ours); ours-autobuf = ours with
+                                      -Dmultifdcolo.receiveBuffer=0 (kernel-autotuned receive window, a what-if)
                   --transport T       our secondary's transport: auto|io_uring|epoll|nio (default auto)
                   --jar FILE          our service jar (default target/multifd-colo.jar)
                   --quick             smoke run: light-plain,light-mf4, 8 checkpoints, 2 warm-up
@@ -183,8 +184,8 @@ public final class RealColoBench {
                 o.cells.add(Cell.parse(c.trim()));
             }
             for (String s : o.secondaries) {
-                if (!s.equals("qemu") && !s.equals("ours")) {
-                    throw new IllegalArgumentException("--secondaries: qemu and/or ours");
+                if (!List.of("qemu", "ours", "ours-autobuf").contains(s)) {
+                    throw new IllegalArgumentException("--secondaries: qemu, ours, ours-autobuf");
                 }
             }
             if (o.out == null) {
@@ -296,6 +297,9 @@ public final class RealColoBench {
                 List<String> cmd = new ArrayList<>();
                 cmd.add(Path.of(System.getProperty("java.home"), "bin", "java").toString());
                 cmd.addAll(Arrays.asList(opt.oursJvmArgs.trim().split("\\s+")));
+                if (sec.equals("ours-autobuf")) {
+                    cmd.add("-Dmultifdcolo.receiveBuffer=0");
+                }
                 cmd.addAll(List.of("-jar", opt.jar, "receive", "--listen", "127.0.0.1:" + port, "--colo",
                         "--x-checkpoint-delay", "600", "--multifd-channels", Integer.toString(c.channels),
                         "--transport", opt.transport, "--quiet", "--out", dir.resolve("ours-out").toString()));
@@ -341,6 +345,13 @@ public final class RealColoBench {
                     }
                     if (!pri.isAlive()) {
                         throw new IOException("the primary died; see " + pri.workDir());
+                    }
+                    if (ours != null && !ours.isAlive()) {
+                        throw new IOException("our secondary exited (" + ours.exitValue() + ") after "
+                                + countRequests(trace) + " checkpoint requests; see " + dir.resolve("ours-stderr.log"));
+                    }
+                    if (qsec != null && !qsec.isAlive()) {
+                        throw new IOException("the QEMU secondary died; see " + qsec.workDir());
                     }
                     String st = q.queryMigrate().getString("status");
                     if (!"colo".equals(st)) {
@@ -559,11 +570,15 @@ public final class RealColoBench {
         }
         sb.append("\n## Targets per cell (same run, medians)\n\n");
         sb.append("share target: ours ≤ 0.25 × QEMU's; ram target: ours no worse than QEMU's.\n\n");
-        sb.append("| cell | share QEMU | share ours | ours / QEMU | share met? | ram QEMU | ram ours | ours / QEMU | ram met? |\n"
-                + "|---|---:|---:|---:|---|---:|---:|---:|---|\n");
+        sb.append("| cell | ours | share QEMU | share ours | ours / QEMU | share met? | ram QEMU | ram ours | ours / QEMU | ram met? |\n"
+                + "|---|---|---:|---:|---:|---|---:|---:|---:|---|\n");
         for (Cell c : opt.cells) {
+          for (String sec : opt.secondaries) {
+            if (sec.equals("qemu")) {
+                continue;
+            }
             List<Cp> qe = by.getOrDefault(c.name + " qemu", List.of());
-            List<Cp> ou = by.getOrDefault(c.name + " ours", List.of());
+            List<Cp> ou = by.getOrDefault(c.name + " " + sec, List.of());
             if (qe.isEmpty() || ou.isEmpty()) {
                 continue;
             }
@@ -571,8 +586,9 @@ public final class RealColoBench {
             double so = median(ou, Cp::shareMs);
             double rq = median(qe, Cp::ramMs);
             double ro = median(ou, Cp::ramMs);
-            sb.append(String.format(Locale.ROOT, "| %s | %.1f | %.1f | %.3f | %s | %.1f | %.1f | %.2f | %s |%n", c.name, sq, so,
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %.1f | %.1f | %.3f | %s | %.1f | %.1f | %.2f | %s |%n", c.name, sec, sq, so,
                     so / sq, so <= 0.25 * sq ? "yes" : "**no**", rq, ro, ro / rq, ro <= rq ? "yes" : "**no**"));
+          }
         }
         sb.append("\n## Runs\n\n| run | rep | cell | secondary | checkpoints | median ram / pause / share | wall s | machine busy | primary CPU s | secondary CPU s | other CPU s | note |\n"
                 + "|---:|---:|---|---|---:|---|---:|---:|---:|---:|---:|---|\n");
