@@ -51,10 +51,22 @@ import java.util.concurrent.TimeUnit;
  */
 public final class ColoBench {
 
-    /** One cell of the matrix. */
-    record Cell(String name, int channels, String workload) {
+    /**
+     * One cell of the matrix; {@code transport} (from an {@code @T} suffix, e.g. {@code mf4-load@epoll})
+     * overrides {@code --transport} for this cell's secondary, or is null.
+     */
+    record Cell(String name, int channels, String workload, String transport) {
         static Cell parse(String s) {
-            String[] p = s.split("-", 2);
+            String t = null;
+            int at = s.indexOf('@');
+            if (at >= 0) {
+                t = s.substring(at + 1);
+                if (!List.of("auto", "io_uring", "epoll", "nio").contains(t)) {
+                    throw new IllegalArgumentException("cell transport must be @auto|@io_uring|@epoll|@nio, got '" + s + "'");
+                }
+            }
+            String base = at >= 0 ? s.substring(0, at) : s;
+            String[] p = base.split("-", 2);
             if (p.length != 2 || !Workloads.NAMES.contains(p[1])) {
                 throw new IllegalArgumentException("cell must be plain-WORKLOAD or mfN-WORKLOAD (workload idle|load|random), got '" + s + "'");
             }
@@ -69,7 +81,7 @@ public final class ColoBench {
             } else {
                 throw new IllegalArgumentException("cell must start with plain- or mfN-: " + s);
             }
-            return new Cell(s, ch, p[1]);
+            return new Cell(s, ch, p[1], t);
         }
 
         String column() {
@@ -108,7 +120,8 @@ public final class ColoBench {
                   --warmup N            warm-up checkpoints per cell, not measured (default 10)
                   --interval-ms N       checkpoint interval, x-checkpoint-delay (default 600)
                   --block N             checkpoints per cell per interleaved block (default 10)
-                  --cells LIST          comma list of plain-W / mfN-W, W = idle|load|random
+                  --cells LIST          comma list of plain-W / mfN-W, W = idle|load|random, each
+                                        optionally with @T: this cell's transport (e.g. mf4-load@epoll)
                                         (default plain-idle,mf4-idle,plain-load,mf4-load)
                   --seed N              workload and image seed (default 1)
                   --zero-ratio R        share of zero pages in the precopy image (default 0.25)
@@ -422,7 +435,7 @@ public final class ColoBench {
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
         cmd.add(ColoChild.class.getName());
-        cmd.addAll(List.of("--listen", "127.0.0.1:0", "--channels", Integer.toString(c.channels), "--transport", opt.transport,
+        cmd.addAll(List.of("--listen", "127.0.0.1:0", "--channels", Integer.toString(c.channels), "--transport", c.transport != null ? c.transport : opt.transport,
                 "--delay-ms", Long.toString(Math.max(1, opt.intervalMs)), "--heartbeat-ms", "600000",
                 "--flush-workers", Integer.toString(opt.flushWorkers), "--digest", Boolean.toString(opt.verify)));
         Path logFile = opt.out.resolve("child-" + c.name + ".log");

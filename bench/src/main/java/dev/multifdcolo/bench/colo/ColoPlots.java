@@ -41,81 +41,96 @@ final class ColoPlots {
         for (String metric : List.of("transfer", "pause", "flush", "share")) {
             ColoReport.Metric m = ColoReport.METRICS.stream().filter(x -> x.key().equals(metric)).findFirst().orElseThrow();
             List<double[]> xs = new ArrayList<>();
-            double lo = Double.MAX_VALUE;
-            double hi = 0;
             for (String c : cells) {
-                double[] v = rows.stream().filter(r -> r.cell().equals(c)).mapToDouble(r -> m.of().applyAsLong(r) / 1e6)
-                        .map(x -> Math.max(x, 0.001)).sorted().toArray();
-                xs.add(v);
-                if (v.length > 0) {
-                    lo = Math.min(lo, v[0]);
-                    hi = Math.max(hi, v[v.length - 1]);
-                }
+                xs.add(rows.stream().filter(r -> r.cell().equals(c)).mapToDouble(r -> m.of().applyAsLong(r) / 1e6).toArray());
             }
-            if (hi == 0) {
+            String name = "cdf-" + metric + ".png";
+            if (!cdf(dir.resolve(name), "CDF of " + m.title(), m.key() + " (ms, log scale)", cells, xs)) {
                 continue;
             }
-            double x0 = Math.pow(10, Math.floor(Math.log10(lo)));
-            double x1 = Math.pow(10, Math.ceil(Math.log10(hi)));
-            if (x1 <= x0) {
-                x1 = x0 * 10;
-            }
-            BufferedImage img = new BufferedImage(W, H, BufferedImage.TYPE_INT_RGB);
-            Graphics2D g = frame(img, "CDF of " + m.title(), m.key() + " (ms, log scale)", "fraction of checkpoints");
-            double lx0 = Math.log10(x0);
-            double lx1 = Math.log10(x1);
-            // grid: decades and 2, 5
-            g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
-            for (double d = x0; d <= x1 * 1.0001; d *= 10) {
-                for (double k : new double[] {1, 2, 5}) {
-                    double v = d * k;
-                    if (v > x1 * 1.0001) {
-                        break;
-                    }
-                    int px = px(Math.log10(v), lx0, lx1);
-                    g.setColor(k == 1 ? new Color(0xcccccc) : new Color(0xeeeeee));
-                    g.drawLine(px, T, px, H - B);
-                    g.setColor(Color.DARK_GRAY);
-                    String s = v >= 1 ? String.format(Locale.ROOT, "%.0f", v) : String.format(Locale.ROOT, "%.3g", v);
-                    g.drawString(s, px - g.getFontMetrics().stringWidth(s) / 2, H - B + 18);
-                }
-            }
-            for (int i = 0; i <= 10; i++) {
-                double f = i / 10.0;
-                int py = py(f, 0, 1);
-                g.setColor(i == 5 || i == 9 ? new Color(0xbbbbbb) : new Color(0xeeeeee));
-                g.drawLine(L, py, W - R, py);
-                g.setColor(Color.DARK_GRAY);
-                g.drawString(String.format(Locale.ROOT, "%.1f", f), L - 30, py + 4);
-            }
-            int py99 = py(0.99, 0, 1);
-            g.setColor(new Color(0xbbbbbb));
-            g.drawLine(L, py99, W - R, py99);
-            g.setColor(Color.GRAY);
-            g.drawString("p99", W - R - 28, py99 - 3);
-            g.setStroke(new BasicStroke(2f));
-            for (int i = 0; i < cells.size(); i++) {
-                double[] v = xs.get(i);
-                if (v.length == 0) {
-                    continue;
-                }
-                Path2D.Double p = new Path2D.Double();
-                p.moveTo(px(Math.log10(v[0]), lx0, lx1), py(0, 0, 1));
-                for (int j = 0; j < v.length; j++) {
-                    int x = px(Math.log10(v[j]), lx0, lx1);
-                    p.lineTo(x, py((double) j / v.length, 0, 1));
-                    p.lineTo(x, py((double) (j + 1) / v.length, 0, 1));
-                }
-                g.setColor(COLORS[i % COLORS.length]);
-                g.draw(p);
-            }
-            legend(g, cells);
-            String name = "cdf-" + metric + ".png";
-            ImageIO.write(img, "png", dir.resolve(name).toFile());
-            g.dispose();
             files.add(name);
         }
         return files;
+    }
+
+    /**
+     * One CDF plot (log-scale x, ms), one line per series; {@code valuesMs} need not be sorted.
+     *
+     * @return false (nothing written) when all series are empty
+     */
+    static boolean cdf(Path file, String title, String xLabel, List<String> cells, List<double[]> valuesMs) throws IOException {
+        List<double[]> xs = new ArrayList<>();
+        double lo = Double.MAX_VALUE;
+        double hi = 0;
+        for (double[] raw : valuesMs) {
+            double[] v = java.util.Arrays.stream(raw).map(x -> Math.max(x, 0.001)).sorted().toArray();
+            xs.add(v);
+            if (v.length > 0) {
+                lo = Math.min(lo, v[0]);
+                hi = Math.max(hi, v[v.length - 1]);
+            }
+        }
+        if (hi == 0) {
+            return false;
+        }
+        double x0 = Math.pow(10, Math.floor(Math.log10(lo)));
+        double x1 = Math.pow(10, Math.ceil(Math.log10(hi)));
+        if (x1 <= x0) {
+            x1 = x0 * 10;
+        }
+        BufferedImage img = new BufferedImage(W, H, BufferedImage.TYPE_INT_RGB);
+        Graphics2D g = frame(img, title, xLabel, "fraction of checkpoints");
+        double lx0 = Math.log10(x0);
+        double lx1 = Math.log10(x1);
+        // grid: decades and 2, 5
+        g.setFont(new Font(Font.SANS_SERIF, Font.PLAIN, 12));
+        for (double d = x0; d <= x1 * 1.0001; d *= 10) {
+            for (double k : new double[] {1, 2, 5}) {
+                double v = d * k;
+                if (v > x1 * 1.0001) {
+                    break;
+                }
+                int px = px(Math.log10(v), lx0, lx1);
+                g.setColor(k == 1 ? new Color(0xcccccc) : new Color(0xeeeeee));
+                g.drawLine(px, T, px, H - B);
+                g.setColor(Color.DARK_GRAY);
+                String s = v >= 1 ? String.format(Locale.ROOT, "%.0f", v) : String.format(Locale.ROOT, "%.3g", v);
+                g.drawString(s, px - g.getFontMetrics().stringWidth(s) / 2, H - B + 18);
+            }
+        }
+        for (int i = 0; i <= 10; i++) {
+            double f = i / 10.0;
+            int py = py(f, 0, 1);
+            g.setColor(i == 5 || i == 9 ? new Color(0xbbbbbb) : new Color(0xeeeeee));
+            g.drawLine(L, py, W - R, py);
+            g.setColor(Color.DARK_GRAY);
+            g.drawString(String.format(Locale.ROOT, "%.1f", f), L - 30, py + 4);
+        }
+        int py99 = py(0.99, 0, 1);
+        g.setColor(new Color(0xbbbbbb));
+        g.drawLine(L, py99, W - R, py99);
+        g.setColor(Color.GRAY);
+        g.drawString("p99", W - R - 28, py99 - 3);
+        g.setStroke(new BasicStroke(2f));
+        for (int i = 0; i < cells.size(); i++) {
+            double[] v = xs.get(i);
+            if (v.length == 0) {
+                continue;
+            }
+            Path2D.Double p = new Path2D.Double();
+            p.moveTo(px(Math.log10(v[0]), lx0, lx1), py(0, 0, 1));
+            for (int j = 0; j < v.length; j++) {
+                int x = px(Math.log10(v[j]), lx0, lx1);
+                p.lineTo(x, py((double) j / v.length, 0, 1));
+                p.lineTo(x, py((double) (j + 1) / v.length, 0, 1));
+            }
+            g.setColor(COLORS[i % COLORS.length]);
+            g.draw(p);
+        }
+        legend(g, cells);
+        ImageIO.write(img, "png", file.toFile());
+        g.dispose();
+        return true;
     }
 
     /** Transfer time vs dirty pages, one colour per cell. */

@@ -171,8 +171,9 @@ final class ColoReport {
                 opt.verify ? "digests compared every checkpoint (the secondary's CRC32C of the image is inside its pause)"
                         : "no digests", Runtime.getRuntime().availableProcessors(), wallNanos / 1e9));
 
-        int mf = cells.stream().filter(c -> c.startsWith("mf")).map(c -> Integer.parseInt(c.substring(2, c.indexOf('-'))))
-                .findFirst().orElse(4);
+        List<Integer> mfs = cells.stream().filter(c -> c.startsWith("mf")).map(c -> Integer.parseInt(c.substring(2, c.indexOf('-'))))
+                .toList();
+        int mf = mfs.contains(4) || mfs.isEmpty() ? 4 : mfs.getFirst();   // the upstream table's multifd-4 when run
         b.append("## Memory transfer time per checkpoint (the upstream table's metric)\n\n");
         b.append("mean / p99, ms. Transfer = the primary's VMSTATE_SEND written → live RAM's EOF flushed and the multifd sync written.\n\n");
         b.append("| workload | plain | multifd-").append(mf).append(" | multifd-").append(mf).append(" / plain (mean / p99) |\n|---|---:|---:|---:|\n");

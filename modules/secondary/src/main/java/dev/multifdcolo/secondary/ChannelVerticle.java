@@ -16,6 +16,12 @@ public final class ChannelVerticle extends VerticleBase {
     /** Socket buffers large enough for several channels to match one channel's throughput. */
     public static final int SOCKET_BUFFER = 1 << 20;
     private static final java.util.logging.Logger LIMIT_LOG = java.util.logging.Logger.getLogger(ChannelVerticle.class.getName());
+    /**
+     * System property overriding {@link #SOCKET_BUFFER} (bytes); 0 leaves SO_RCVBUF unset, so the
+     * kernel autotunes the receive window (up to {@code net.ipv4.tcp_rmem}'s max, as QEMU's own
+     * secondary does). A benchmark hook: {@code -Dmultifdcolo.receiveBuffer=0}.
+     */
+    public static final String RECEIVE_BUFFER_PROPERTY = "multifdcolo.receiveBuffer";
 
     private final Replica replica;
     private final int port;
@@ -39,9 +45,12 @@ public final class ChannelVerticle extends VerticleBase {
                 .setPort(port)
                 .setTcpNoDelay(true)            // we write return-path and COLO replies on the main channel
                 .setTcpQuickAck(true)
-                .setReceiveBufferSize(SOCKET_BUFFER)
                 .setReuseAddress(true)
                 .setAcceptBacklog(256);
+        int rcvbuf = Integer.getInteger(RECEIVE_BUFFER_PROPERTY, SOCKET_BUFFER);
+        if (rcvbuf > 0) {
+            options.setReceiveBufferSize(rcvbuf);
+        }
         server = vertx.createNetServer(options).connectHandler(so -> {
             dev.multifdcolo.wire.ProtocolException refused = replica.admitConnection(String.valueOf(so.remoteAddress()));
             if (refused != null) {

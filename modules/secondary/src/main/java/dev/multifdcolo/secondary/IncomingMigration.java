@@ -508,13 +508,16 @@ public final class IncomingMigration {
         }
 
         /**
-         * In COLO state the gate closes before the channels go on: what follows their SYNC may be
-         * the next checkpoint, which must wait for its VMSTATE_SEND (or the next barrier).
+         * In COLO state the gate stays open when the channels go on: a barrier there is always inside
+         * a checkpoint's live state (VMSTATE_SEND .. its EOF), and QEMU 11.1 also syncs in the middle
+         * of a checkpoint (when its dirty-page search wraps around RAM), so what follows a SYNC may
+         * still be this checkpoint's pages. Closing here held those pages while the primary waited
+         * to send them: a deadlock once they exceeded the socket buffers (16 k-page checkpoints,
+         * multifd 4, found by bench/run-real-colo.sh). The gate closes at the live state's EOF
+         * ({@code onLiveStateEnd}); the next checkpoint's RAM cannot come earlier, since the primary
+         * sends it only after our VMSTATE_LOADED.
          */
         private void release(boolean colo) {
-            if (colo) {
-                openCheckpointRam(false);
-            }
             barrier.releaseAll();
         }
 

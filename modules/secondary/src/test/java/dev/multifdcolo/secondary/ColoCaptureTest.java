@@ -86,19 +86,50 @@ class ColoCaptureTest {
             Socket m = connect(port, sockets);
             OutputStream mo = m.getOutputStream();
             mo.write(main, 0, c.coloStart());
+            // Causal replay of the channels, as a real primary sends them: precopy and the first
+            // checkpoint's packets now, each later checkpoint's only after the previous LOADED (a
+            // primary sends no checkpoint RAM before it has the previous checkpoint's LOADED).
+            // A checkpoint's packets end with its SYNC on every channel.
+            List<byte[]> chData = new ArrayList<>();
+            List<OutputStream> chOut = new ArrayList<>();
+            List<List<Integer>> syncEnds = new ArrayList<>();
             for (String ch : c.channels()) {
-                connect(port, sockets).getOutputStream().write(Captures.load(c.dir() + "/" + ch));
+                byte[] d = Captures.load(c.dir() + "/" + ch);
+                chData.add(d);
+                syncEnds.add(syncEnds(d));
+                chOut.add(connect(port, sockets).getOutputStream());
             }
+            int[] written = new int[chData.size()];
+            java.util.function.IntConsumer upToCheckpoint = k -> {
+                for (int i = 0; i < chData.size(); i++) {
+                    List<Integer> ends = syncEnds.get(i);
+                    int precopySyncs = ends.size() - 3;       // one SYNC per checkpoint, three checkpoints
+                    int end = k >= 3 ? chData.get(i).length : ends.get(precopySyncs + k);
+                    try {
+                        chOut.get(i).write(chData.get(i), written[i], end - written[i]);
+                        chOut.get(i).flush();
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                    written[i] = end;
+                }
+            };
+            upToCheckpoint.accept(0);
             // a primary waits for CHECKPOINT_READY before its first request
             byte[] before = readUntilReady(m, c.returnPath());
             mo.write(main, c.coloStart(), main.length - c.coloStart());
             mo.flush();
+            java.io.ByteArrayOutputStream replies = new java.io.ByteArrayOutputStream();
+            for (int k = 1; k <= 3; k++) {
+                replies.write(readN(m, 12));             // REPLY, RECEIVED, LOADED of checkpoint k
+                upToCheckpoint.accept(k);
+            }
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
             while (commits.size() < 4 && System.nanoTime() < deadline) {
                 Thread.sleep(10);
             }
             assertEquals(4, commits.size(), "epoch 0 (precopy) + three checkpoints committed: " + commits);
-            byte[] after = readN(m, 3 * 12);
+            byte[] after = replies.toByteArray();
             // each checkpoint: REPLY(2), RECEIVED(5), LOADED(6)
             ByteBuffer b = ByteBuffer.wrap(after);
             for (int k = 0; k < 3; k++) {
@@ -130,6 +161,23 @@ class ColoCaptureTest {
         assertEquals(c.dirty(), commits.stream().skip(1).map(Checkpoint::dirtyPages).toList());
         assertEquals(183, commits.get(3).blobBytes());
         res.memory().close();
+    }
+
+    /** End offsets of the SYNC packets of an uncompressed multifd channel capture (hello, then packets). */
+    static List<Integer> syncEnds(byte[] ch) {
+        ByteBuffer b = ByteBuffer.wrap(ch);
+        List<Integer> ends = new ArrayList<>();
+        int p = dev.multifdcolo.wire.Wire.HELLO_LEN;
+        while (p + dev.multifdcolo.wire.Wire.PACKET_HEADER_LEN <= ch.length) {
+            int flags = b.getInt(p + 8);
+            int normal = b.getInt(p + 16);
+            p += dev.multifdcolo.wire.Wire.PACKET_HEADER_LEN + normal * dev.multifdcolo.wire.Wire.PAGE_SIZE;
+            if ((flags & 1) != 0) {
+                ends.add(p);
+            }
+        }
+        assertEquals(ch.length, p, "channel capture parsed to its end");
+        return ends;
     }
 
     static Socket connect(int port, List<Socket> all) throws Exception {
