@@ -548,7 +548,8 @@ public final class IncomingMigration {
                 router.mode(PageRouter.Mode.COLO_STATE);
                 // issue 8: the precopy image is durable as epoch 0 before CHECKPOINT_READY
                 flushToGuest().compose(st -> journaled(j -> j.commit(0, deviceState)))
-                        .onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause())));
+                        .compose(v -> digest())
+                        .onComplete(ar -> main.runOnLoop(() -> enterColo(ar.cause(), ar.result())));
             } else {
                 // a channel still waiting at a SYNC the stream never paired lost its later packets
                 int unpaired = barrier.unpaired();
@@ -582,7 +583,7 @@ public final class IncomingMigration {
     // ------------------------------------------------------------------ COLO (§9.3 - §9.10)
 
     /** Precopy done and cache == guest: the image is consistent; start the checkpoint loop. */
-    private void enterColo(Throwable flushFailure) {
+    private void enterColo(Throwable flushFailure, String digest) {
         if (finished.get()) {
             return;
         }
@@ -597,7 +598,6 @@ public final class IncomingMigration {
         epoch = 0;
         colo = new ColoChannel(mainDecoder, cfg.coloOptions().maxBlob(), new ColoListener());
         phase = Phase.COLO;
-        String digest = live().coloOptions().digestOnCommit() ? memory.fastDigest() : null;
         lastCheckpoint = new Checkpoint(0, 0, 0, 0, 0, 0, committedBlob.length, digest);
         LOG.info(() -> cfg.name() + ": COLO state entered, precopy image committed as epoch 0"
                 + (digest == null ? "" : ", digest " + digest));
@@ -671,6 +671,7 @@ public final class IncomingMigration {
         // the commit durable before LOADED; no-ops without a journal
         journaled(j -> j.beginFlush(k, blob)).compose(v -> flushToGuest())
                 .compose(st -> journaled(j -> j.commit(k, blob)).map(st))
+                .compose(st -> digest().map(d -> new Flushed(st, d)))
                 .onComplete(ar -> main.runOnLoop(() -> {
             flushing = false;
             if (ar.failed()) {
@@ -678,8 +679,24 @@ public final class IncomingMigration {
                 return;
             }
             lastActivity = System.nanoTime();     // our flush time is not the primary's silence
-            commit(blob, ar.result().pages(), ar.result().runs(), System.nanoTime() - t0);
+            commit(blob, ar.result().stats().pages(), ar.result().stats().runs(), System.nanoTime() - t0,
+                    ar.result().digest());
         }));
+    }
+
+    private record Flushed(ColoFlush.Stats stats, String digest) {
+    }
+
+    /**
+     * With {@code digest-on-commit}: the image's CRC32C, computed on a worker (a pass over the whole
+     * image, ~0.1 s per GiB: never on an event loop); else null.
+     */
+    private Future<String> digest() {
+        if (!live().coloOptions().digestOnCommit()) {
+            return Future.succeededFuture();
+        }
+        GuestMemory m = memory;
+        return vertx.executeBlocking(m::fastDigest, false);
     }
 
     /**
@@ -748,11 +765,10 @@ public final class IncomingMigration {
         void run(CheckpointJournal j) throws IOException;
     }
 
-    private void commit(byte[] blob, long pages, long runs, long flushNanos) {
+    private void commit(byte[] blob, long pages, long runs, long flushNanos, String digest) {
         committedBlob = blob;
         epoch++;
         checkpointStartNanos = 0;
-        String digest = live().coloOptions().digestOnCommit() ? memory.fastDigest() : null;
         long pause = System.nanoTime() - requestNanos;
         Checkpoint cp = new Checkpoint(epoch, pages, runs, transferNanos, flushNanos, pause, blob.length, digest);
         lastCheckpoint = cp;
