@@ -101,6 +101,9 @@ public final class IncomingMigration {
     // issue 8, crash consistency: the redo/commit journal of a file-backed COLO replica (else null)
     private volatile CheckpointJournal journal;
     private final List<Connection> gated = new ArrayList<>();
+    /** Multifd channels holding a packet that came before the RAMBlock list. */
+    private final List<Connection> ramWaiters = new ArrayList<>();
+    private boolean ramKnown;
 
     IncomingMigration(Replica owner, Vertx vertx, Runnable onEnd) {
         this.owner = owner;
@@ -347,6 +350,17 @@ public final class IncomingMigration {
                     }
 
                     @Override
+                    public boolean waitForBlockList(int id) {
+                        synchronized (ramWaiters) {
+                            if (ramKnown) {
+                                return false;
+                            }
+                            ramWaiters.add(c);
+                            return true;
+                        }
+                    }
+
+                    @Override
                     public void onPacket(int id, int normal, int zero, long payload) {
                         stats.packets.increment();
                         if (normal > 0) {
@@ -452,11 +466,59 @@ public final class IncomingMigration {
 
         @Override
         public void onMemSize(List<BlockSpec> blocks) {
+            checkRamLimit(blocks);
+            allocate(blocks);
+            ramReady();
+        }
+
+        /**
+         * A file-backed replica creates (truncates) its image files and, with COLO, first resets the
+         * checkpoint journal with a directory fsync: blocking I/O, done on a worker while the main
+         * channel waits (and multifd packets that come meanwhile wait for the block list).
+         * Anonymous memory is only mapped (pages come on first touch): that stays on the loop.
+         */
+        @Override
+        public boolean onMemSizeMayPause(List<BlockSpec> blocks) {
+            checkRamLimit(blocks);
+            if (!(cfg.backing() instanceof Backing.Files)) {
+                allocate(blocks);
+                ramReady();
+                return false;
+            }
+            vertx.executeBlocking(() -> {
+                allocate(blocks);
+                return null;
+            }, false).onComplete(ar -> main.runOnLoop(() -> {
+                if (finished.get()) {
+                    // the session ended meanwhile (a timeout, a closed channel): nothing will use the files
+                    GuestMemory m = memory;
+                    memory = null;
+                    router.memory(null);
+                    if (m != null) {
+                        m.close();
+                    }
+                    return;
+                }
+                if (ar.failed()) {
+                    fail(ar.cause());
+                    return;
+                }
+                ramReady();
+                mainDecoder.resume();
+                main.resumeDecoding();
+            }));
+            return true;
+        }
+
+        private void checkRamLimit(List<BlockSpec> blocks) {
             long need = blocks.stream().mapToLong(BlockSpec::length).sum() * (cfg.colo() ? 2 : 1);
             if (cfg.colo() && need > cfg.maxRamBytes()) {
                 throw new ProtocolException(Rule.MEM_SIZE_LIMIT, "RAM plus COLO cache of " + need
                         + " bytes exceeds the limit of " + cfg.maxRamBytes() + " bytes");
             }
+        }
+
+        private void allocate(List<BlockSpec> blocks) {
             if (cfg.colo() && cfg.backing() instanceof Backing.Files files) {
                 // issue 8: a new session replaces the old checkpoint; invalidate it before the files are truncated
                 try {
@@ -479,6 +541,17 @@ public final class IncomingMigration {
             }
             router.memory(memory);
             LOG.fine(() -> cfg.name() + ": RAM " + blocks);
+        }
+
+        /** The block list is applied: channels whose packets came earlier go on. */
+        private void ramReady() {
+            List<Connection> release;
+            synchronized (ramWaiters) {
+                ramKnown = true;
+                release = new ArrayList<>(ramWaiters);
+                ramWaiters.clear();
+            }
+            release.forEach(Connection::resumeFromOtherThread);
         }
 
         @Override

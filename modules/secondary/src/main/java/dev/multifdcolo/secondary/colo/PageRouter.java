@@ -52,6 +52,11 @@ public final class PageRouter implements RamSink {
     }
 
     @Override
+    public boolean hasBlockList() {
+        return memory != null;
+    }
+
+    @Override
     public RamBlock block(String name) {
         GuestMemory m = memory;
         return m == null ? null : m.block(name);

@@ -44,6 +44,15 @@ public final class MainStreamDecoder {
         void onMemSize(List<BlockSpec> blocks);
 
         /**
+         * As {@link #onMemSize}, for a listener that allocates asynchronously (blocking I/O kept off
+         * the event loop): return true and the decoder pauses until {@link MainStreamDecoder#resume()}.
+         */
+        default boolean onMemSizeMayPause(List<BlockSpec> blocks) {
+            onMemSize(blocks);
+            return false;
+        }
+
+        /**
          * A barrier point for multifd (EOS in legacy mode, MULTIFD_FLUSH in modern mode).
          *
          * @return true if the decoder must pause until {@link MainStreamDecoder#resume()}
@@ -389,8 +398,12 @@ public final class MainStreamDecoder {
                 memBlocks.add(new BlockSpec(memName, len));
                 memRemaining -= len;
                 if (memRemaining == 0) {
-                    listener.onMemSize(List.copyOf(memBlocks));
                     expectRamWord();
+                    if (listener.onMemSizeMayPause(List.copyOf(memBlocks))) {
+                        pausedAtBarrier = true;       // resumed like a barrier, into the next RAM word
+                        afterBarrier = s;
+                        return true;
+                    }
                 } else {
                     expect(S.MEMSZ_NAME_LEN, 1);
                 }

@@ -42,11 +42,21 @@ public final class MultifdChannelDecoder {
             return true;
         }
 
+        /**
+         * A packet with pages arrived before the main channel's RAMBlock list was applied (the
+         * channels are separate sockets: nothing orders them). Return true to hold the channel
+         * until the session resumes it once the list is there (it then asks again); false when it
+         * can be looked up now.
+         */
+        default boolean waitForBlockList(int channelId) {
+            return false;
+        }
+
         /** Accounting: one RAM packet applied. */
         void onPacket(int channelId, int normalPages, int zeroPages, long payloadBytes);
     }
 
-    private enum State { HELLO, PREFIX, HEADER, GATED, PAYLOAD, COMPRESSED, FAILED }
+    private enum State { HELLO, PREFIX, HEADER, WAIT_RAM, GATED, PAYLOAD, COMPRESSED, FAILED }
 
     private final int channels;
     private final byte[] uuid;
@@ -105,8 +115,14 @@ public final class MultifdChannelDecoder {
     }
 
     private Progress decode(ByteBuffer in) {
-        while (in.hasRemaining() || state == State.GATED) {
+        while (in.hasRemaining() || state == State.GATED || state == State.WAIT_RAM) {
             switch (state) {
+                case WAIT_RAM -> {
+                    // the header is still in the gather buffer: validate and apply it again
+                    if (unfill()) {
+                        return Progress.PAUSED;
+                    }
+                }
                 case GATED -> {
                     if (!listener.admit(channelId)) {
                         return Progress.PAUSED;
@@ -187,9 +203,11 @@ public final class MultifdChannelDecoder {
     /**
      * §3.7 steps 4-10 on a complete header, then sets up the payload.
      *
-     * @return true when the packet is complete and ends in a SYNC (caller pauses)
+     * @return true when the caller pauses: the packet is complete and ends in a SYNC, or it waits
+     *         (for the RAMBlock list, or at the COLO gate)
      */
     private boolean unfill() {
+        state = State.HEADER;
         MultifdPacket h = header.wrap(gather.buf());
         zero = h.checkCounts();
         normal = h.normalPages();
@@ -204,6 +222,10 @@ public final class MultifdChannelDecoder {
                 "packet compression bits 0x%x, but this replica expects %s (0x%x)",
                 bits, compression.qemuName(), compression.flagBits);
         String name = h.ramblock();
+        if (!sink.hasBlockList() && listener.waitForBlockList(channelId)) {
+            state = State.WAIT_RAM;
+            return true;
+        }
         block = sink.block(name);
         ProtocolException.check(block != null, Rule.PACKET_RAMBLOCK, "unknown RAMBlock '%s'", name);
         long used = block.length();

@@ -15,6 +15,11 @@ public interface RamSink {
     /** @return the named block, or null when the source did not announce it (or no list yet) */
     RamBlock block(String name);
 
+    /** False until the RAMBlock list is known (a multifd packet that comes earlier waits for it). */
+    default boolean hasBlockList() {
+        return true;
+    }
+
     /** The segment normal-page bytes of {@code block} are written into, at their block offsets. */
     MemorySegment pageTarget(RamBlock block);
 
