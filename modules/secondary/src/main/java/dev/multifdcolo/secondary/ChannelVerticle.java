@@ -41,8 +41,24 @@ public final class ChannelVerticle extends VerticleBase {
                 .setReceiveBufferSize(SOCKET_BUFFER)
                 .setReuseAddress(true)
                 .setAcceptBacklog(256);
-        server = vertx.createNetServer(options)
-                .connectHandler(so -> new Connection(replica, (NetSocketInternal) so, context));
+        io.netty.handler.ssl.SslContext ssl;
+        try {
+            ssl = replica.sslContext(vertx);
+        } catch (IllegalArgumentException e) {
+            return Future.failedFuture(e);
+        }
+        if (ssl == null) {
+            server = vertx.createNetServer(options)
+                    .connectHandler(so -> new Connection(replica, (NetSocketInternal) so, context));
+        } else {
+            // TLS is done by our own SslHandler at the head of the pipeline rather than by Vert.x's
+            // setSsl(true): Vert.x would only hand us the socket after the handshake and report a
+            // failed handshake without the peer's address, and the channel order under TLS is ours
+            // to define (Connection.tls). The key material is loaded with Vert.x's PEM/PKCS12 options.
+            long timeout = cfg.tls().handshakeTimeoutMs();
+            server = vertx.createNetServer(options)
+                    .connectHandler(so -> Connection.tls(replica, (NetSocketInternal) so, context, ssl, timeout));
+        }
         return server.listen();
     }
 

@@ -158,6 +158,31 @@ public final class IncomingMigration {
 
     // ------------------------------------------------------------------ channel attachment
 
+    private boolean mainClaimed;
+
+    private void enlist(Connection c) {
+        if (!connections.contains(c)) {
+            connections.add(c);
+        }
+    }
+
+    /**
+     * TLS (classification by order, see {@code Connection.tls}): a connection finished its
+     * handshake. The first one of this session is the main channel, every later one a multifd
+     * channel. It is closed with the session from now on.
+     *
+     * @return true = main, false = multifd, null = this session has ended (ask the replica again)
+     */
+    public synchronized Boolean claimByOrder(Connection c) {
+        if (finished.get()) {
+            return null;
+        }
+        enlist(c);
+        boolean first = !mainClaimed;
+        mainClaimed = true;
+        return first;
+    }
+
     /** A connection whose first bytes were "QEVM". */
     public void attachMain(Connection c) {
         synchronized (this) {
@@ -167,7 +192,7 @@ public final class IncomingMigration {
                 return;
             }
             main = c;
-            connections.add(c);
+            enlist(c);
         }
         c.mainChannel(true);
         MainStreamDecoder.Options o = new MainStreamDecoder.Options(cfg.multifdChannels(), cfg.flushMode(),
@@ -217,7 +242,7 @@ public final class IncomingMigration {
             return;
         }
         synchronized (this) {
-            connections.add(c);
+            enlist(c);
         }
         MultifdChannelDecoder d = new MultifdChannelDecoder(cfg.multifdChannels(), cfg.uuid(), cfg.compression(), router,
                 new MultifdChannelDecoder.Listener() {

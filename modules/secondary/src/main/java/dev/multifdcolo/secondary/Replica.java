@@ -130,6 +130,24 @@ public final class Replica {
         return current;
     }
 
+    private io.netty.handler.ssl.SslContext sslContext;
+
+    /**
+     * The TLS server context of this replica's port, loaded once and shared by its channel
+     * verticles (a Netty {@code SslContext} is thread-safe); null without TLS.
+     *
+     * @throws IllegalArgumentException the key material cannot be loaded (the reason is in the message)
+     */
+    public synchronized io.netty.handler.ssl.SslContext sslContext(io.vertx.core.Vertx vertx) {
+        if (config.tls() == null) {
+            return null;
+        }
+        if (sslContext == null) {
+            sslContext = config.tls().serverContext(vertx);
+        }
+        return sslContext;
+    }
+
     /** A connection refused before it joined a session (bad magic, ...). */
     public void countRejection(ProtocolException e) {
         rejections.get(e.rule()).increment();

@@ -1,6 +1,7 @@
 package dev.multifdcolo.secondary;
 
 import dev.multifdcolo.memory.Backing;
+import dev.multifdcolo.secondary.net.TlsOptions;
 import dev.multifdcolo.secondary.stream.FlushMode;
 import dev.multifdcolo.wire.Compression;
 import io.vertx.core.json.JsonObject;
@@ -15,6 +16,8 @@ import java.util.UUID;
  * named like QEMU's where QEMU has one ({@code multifd-channels}, {@code multifd-compression}).
  *
  * @param multifdChannels 0 = multifd off (plain precopy only), else QEMU's multifd-channels
+ * @param tls             null = plain TCP; else TLS on the port, and channels are classified by
+ *                        order instead of by their first bytes (see {@code Connection})
  */
 public record ReplicaConfig(
         String name,
@@ -29,7 +32,8 @@ public record ReplicaConfig(
         long maxDeviceStateBytes,
         int maxVmdescBytes,
         String expectedMachine,
-        ColoOptions coloOptions) {
+        ColoOptions coloOptions,
+        TlsOptions tls) {
 
     /**
      * COLO settings of a replica (the secondary's {@code x-colo}; 11.1 never sends ENABLE_COLO,
@@ -103,47 +107,53 @@ public record ReplicaConfig(
 
     public static ReplicaConfig defaults(String name, String host, int port) {
         return new ReplicaConfig(name, host, port, 0, FlushMode.AUTO, Compression.NONE, new byte[16],
-                DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, ColoOptions.OFF);
+                DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, ColoOptions.OFF, null);
     }
 
     public ReplicaConfig withMultifd(int channels) {
         return new ReplicaConfig(name, host, port, channels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, tls);
     }
 
     public ReplicaConfig withFlushMode(FlushMode mode) {
         return new ReplicaConfig(name, host, port, multifdChannels, mode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, tls);
     }
 
     public ReplicaConfig withCompression(Compression c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, c, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, tls);
     }
 
     public ReplicaConfig withColo(ColoOptions c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c, tls);
     }
 
     public ReplicaConfig withPort(int p) {
         return new ReplicaConfig(name, host, p, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, tls);
     }
 
     public ReplicaConfig withLimits(long maxRam, long maxDeviceState, int maxVmdesc) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRam, backing,
-                maxDeviceState, maxVmdesc, expectedMachine, coloOptions);
+                maxDeviceState, maxVmdesc, expectedMachine, coloOptions, tls);
     }
 
     public ReplicaConfig withUuid(byte[] u) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, u, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, tls);
     }
 
     public ReplicaConfig withBacking(Backing b) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, b,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, tls);
+    }
+
+    /** TLS on this replica's port (null = plain TCP). */
+    public ReplicaConfig withTls(TlsOptions t) {
+        return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, t);
     }
 
     /** Parses a UUID in QEMU's textual form (or 32 hex digits); null/empty = all zero. */
@@ -170,7 +180,7 @@ public record ReplicaConfig(
     public static ReplicaConfig fromJson(JsonObject j) {
         java.util.Set<String> known = java.util.Set.of("name", "listen", "host", "port", "multifd-channels", "flush-mode",
                 "multifd-compression", "uuid", "max-ram", "backing-dir", "max-device-state", "max-vmdesc", "machine", "colo",
-                "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit");
+                "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit", "tls");
         for (String k : j.fieldNames()) {
             if (!known.contains(k)) {
                 throw new IllegalArgumentException("unknown replica key '" + k + "'");
@@ -202,7 +212,22 @@ public record ReplicaConfig(
                 Sizes.parse(j.getValue("max-device-state", DEFAULT_MAX_DEVICE_STATE)),
                 (int) Sizes.parse(j.getValue("max-vmdesc", DEFAULT_MAX_VMDESC)),
                 j.getString("machine"),
-                colo);
+                colo,
+                tls(name, j.getValue("tls")));
+    }
+
+    private static TlsOptions tls(String replica, Object value) {
+        if (value == null) {
+            return null;
+        }
+        if (!(value instanceof JsonObject o)) {
+            throw new IllegalArgumentException("replica " + replica + ": tls must be an object (cert, key, ca, client-auth, ...)");
+        }
+        try {
+            return TlsOptions.fromJson(o);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("replica " + replica + ": " + e.getMessage(), e);
+        }
     }
 
     @Override
@@ -221,6 +246,6 @@ public record ReplicaConfig(
                 + " flush-mode=" + flushMode.name().toLowerCase() + " multifd-compression=" + compression.qemuName()
                 + " uuid=" + uuidText() + " max-ram=" + maxRamBytes + " backing=" + backing
                 + " max-device-state=" + maxDeviceStateBytes + " max-vmdesc=" + maxVmdescBytes
-                + " machine=" + expectedMachine + " colo=" + coloOptions;
+                + " machine=" + expectedMachine + " colo=" + coloOptions + (tls == null ? "" : " " + tls);
     }
 }
