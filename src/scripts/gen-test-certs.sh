@@ -13,12 +13,12 @@ trap 'rm -rf "$tmp"' EXIT
 days=18250
 
 ca() {  # ca NAME CN
-    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days $days -keyout "$1-key.pem" -out "$1-cert.pem" \
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -days $days -keyout "$1-key.pem" -out "$1-cert.pem" \
         -subj "/O=multifd-colo tests/CN=$2" \
         -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
 }
 leaf() {  # leaf NAME CA CN EXTENSIONS
-    openssl req -new -newkey rsa:2048 -nodes -sha256 -keyout "$1-key.pem" -out "$tmp/$1.csr" \
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -sha256 -keyout "$1-key.pem" -out "$tmp/$1.csr" \
         -subj "/O=multifd-colo tests/CN=$3" 2>/dev/null
     printf '%b' "$4" > "$tmp/$1.ext"
     openssl x509 -req -sha256 -days $days -in "$tmp/$1.csr" -CA "$2-cert.pem" -CAkey "$2-key.pem" \
