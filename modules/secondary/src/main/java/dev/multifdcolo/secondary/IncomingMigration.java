@@ -167,12 +167,16 @@ public final class IncomingMigration {
     }
 
     /**
-     * TLS (classification by order, see {@code Connection.tls}): a connection finished its
-     * handshake. The first one of this session is the main channel, every later one a multifd
+     * TLS (classification by order, see {@code Connection.tls} and {@code Replica.tlsHandshakeEnded}):
+     * the first connection placed in this session is the main channel, every later one a multifd
      * channel. It is closed with the session from now on.
      *
      * @return true = main, false = multifd, null = this session has ended (ask the replica again)
      */
+    public synchronized boolean mainClaimed() {
+        return mainClaimed;
+    }
+
     public synchronized Boolean claimByOrder(Connection c) {
         if (finished.get()) {
             return null;

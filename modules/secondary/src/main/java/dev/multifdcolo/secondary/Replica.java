@@ -7,6 +7,8 @@ import io.vertx.core.Future;
 import io.vertx.core.Promise;
 
 import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.EnumMap;
 import java.util.Map;
 import java.util.concurrent.atomic.LongAdder;
@@ -47,18 +49,31 @@ public final class Replica {
 
     /** The session a newly classified connection belongs to; creates one if none is active. */
     public IncomingMigration sessionFor(Connection c) {
-        IncomingMigration s;
-        Promise<MigrationResult> waiter;
+        Started started;
         synchronized (this) {
             if (current != null && !current.finished()) {
                 return current;
             }
-            IncomingMigration[] holder = new IncomingMigration[1];
-            s = new IncomingMigration(config, c.vertx(), () -> ended(holder[0]));
-            holder[0] = s;
-            current = s;
-            waiter = waiters.poll();
+            started = startLocked(c);
         }
+        announce(started);
+        return started.session();
+    }
+
+    private record Started(IncomingMigration session, Promise<MigrationResult> waiter) {
+    }
+
+    /** A new session (caller holds the lock); {@link #announce} it after releasing the lock. */
+    private Started startLocked(Connection c) {
+        IncomingMigration[] holder = new IncomingMigration[1];
+        IncomingMigration s = new IncomingMigration(config, c.vertx(), () -> ended(holder[0]));
+        holder[0] = s;
+        current = s;
+        return new Started(s, waiters.poll());
+    }
+
+    private void announce(Started started) {
+        IncomingMigration s = started.session();
         onSessionStart.accept(s);
         s.outcome().onComplete(ar -> {
             if (ar.succeeded()) {
@@ -70,10 +85,70 @@ public final class Replica {
                 }
             }
         });
-        if (waiter != null) {
-            s.outcome().onComplete(waiter);
+        if (started.waiter() != null) {
+            s.outcome().onComplete(started.waiter());
         }
-        return s;
+    }
+
+    // ------------------------------------------------------------------ TLS: classification by accept order
+
+    /**
+     * TLS connections by accept sequence: still in their handshake, and done with it but waiting
+     * for an earlier-accepted one (which may yet become the main channel). Guarded by this.
+     */
+    private final java.util.TreeMap<Long, Connection> handshaking = new java.util.TreeMap<>();
+    private final java.util.TreeMap<Long, Connection> ready = new java.util.TreeMap<>();
+    private long acceptSeq;
+
+    /** Where a TLS connection goes: its session and whether it is the main channel. */
+    public record Placement(Connection connection, IncomingMigration session, boolean main) {
+    }
+
+    /** A TLS connection was accepted (called from the connect handler): its place in the accept order. */
+    public synchronized long tlsAccepted(Connection c) {
+        long seq = ++acceptSeq;
+        handshaking.put(seq, c);
+        return seq;
+    }
+
+    /**
+     * A TLS connection finished its handshake ({@code ok}) or failed it. Classification by accept
+     * order among authenticated connections: the main channel of a session is the earliest
+     * accepted connection that completes its handshake, so a connection is only placed once no
+     * earlier-accepted one is still in its handshake (that one could be the main channel); every
+     * later one is a multifd channel. Placements are handed to {@code place} outside the lock.
+     */
+    public void tlsHandshakeEnded(long seq, Connection c, boolean ok, Consumer<Placement> place) {
+        List<Placement> out = new ArrayList<>();
+        List<Started> started = new ArrayList<>();
+        synchronized (this) {
+            handshaking.remove(seq);
+            if (ok) {
+                ready.put(seq, c);
+            }
+            while (!ready.isEmpty()) {
+                long first = ready.firstKey();
+                IncomingMigration s = current;
+                boolean mainTaken = s != null && !s.finished() && s.mainClaimed();
+                if (!mainTaken && !handshaking.isEmpty() && handshaking.firstKey() < first) {
+                    break;    // an earlier accept is still in its handshake: it may be the main channel
+                }
+                Connection next = ready.remove(first);
+                if (s == null || s.finished()) {
+                    Started st = startLocked(next);
+                    started.add(st);
+                    s = st.session();
+                }
+                Boolean main = s.claimByOrder(next);
+                if (main == null) {       // cannot happen under this lock: the session is live
+                    ready.put(first, next);
+                    continue;
+                }
+                out.add(new Placement(next, s, main));
+            }
+        }
+        started.forEach(this::announce);
+        out.forEach(place);
     }
 
     private synchronized void ended(IncomingMigration s) {

@@ -65,6 +65,8 @@ class RejectionTlsTest {
     static final Captures MF2_72 = Captures.all().get(1);
     static final Captures MF4_111 = Captures.all().get(6);
     static final List<String> LOG = new CopyOnWriteArrayList<>();
+    /** Held: JUL keeps loggers only weakly, and a collected one would lose the capture handler. */
+    static final Logger CONNECTION_LOG = Logger.getLogger(Connection.class.getName());
     static final Handler CAPTURE = new Handler() {
         @Override
         public void publish(LogRecord r) {
@@ -88,12 +90,12 @@ class RejectionTlsTest {
             TestCerts.copy(f, certs);
         }
         vertx = Vertx.vertx(new VertxOptions().setEventLoopPoolSize(4));
-        Logger.getLogger(Connection.class.getName()).addHandler(CAPTURE);
+        CONNECTION_LOG.addHandler(CAPTURE);
     }
 
     @AfterAll
     static void stop() {
-        Logger.getLogger(Connection.class.getName()).removeHandler(CAPTURE);
+        CONNECTION_LOG.removeHandler(CAPTURE);
         vertx.close().await();
     }
 
@@ -358,18 +360,63 @@ class RejectionTlsTest {
     }
 
     /**
-     * The order is that of finished handshakes, not of TCP accepts: a connection accepted first
-     * that never finishes its handshake takes no place, so the migration behind it works.
+     * The order is the accept order among authenticated connections, not the order in which
+     * handshakes finish: the main channel accepted first but finishing its handshake after a
+     * multifd channel is still the main channel.
      */
     @Test
-    void theOrderIsThatOfFinishedHandshakes() throws Exception {
-        Replica r = deploy(MF2_72, serverTls().withClientAuth(true));
-        try (Socket idle = new Socket("127.0.0.1", r.config().port())) {
-            Thread.sleep(100);     // accepted, handshake never started
-            assertNull(r.current());
-            migrate(r, MF2_72, client("client.p12"));
-            assertEquals(1, r.completed());
+    void theOrderIsTheAcceptOrderNotTheHandshakeOrder() throws Exception {
+        SSLContext good = client("client.p12");
+        Replica r = deploy(MF2_72, serverTls());
+        int port = r.config().port();
+        var next = r.nextMigration();
+        List<Socket> open = new ArrayList<>();
+        try {
+            Socket tcp = new Socket("127.0.0.1", port);        // the main channel: accepted first ...
+            open.add(tcp);
+            Thread.sleep(50);
+            SSLSocket ch1 = tls(good, port);                   // ... a multifd channel finishes its handshake first
+            open.add(ch1);
+            CompletableFuture<Void> w1 = write(ch1, MF2_72.channelBytes().get(0));
+            Thread.sleep(100);
+            assertNull(r.current(), "nothing is placed while an earlier accept is still in its handshake");
+            SSLSocket main = (SSLSocket) good.getSocketFactory().createSocket(tcp, "127.0.0.1", port, true);
+            open.add(main);
+            main.startHandshake();
+            CompletableFuture<Void> w0 = write(main, MF2_72.mainBytes());
+            SSLSocket ch2 = tls(good, port);
+            open.add(ch2);
+            CompletableFuture<Void> w2 = write(ch2, MF2_72.channelBytes().get(1));
+            MigrationResult res = next.toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
+            CompletableFuture.allOf(w0, w1, w2).get(10, TimeUnit.SECONDS);
+            assertArrayEquals(MF2_72.expectedRam(), res.memory().block("ram").guest().toArray(ValueLayout.JAVA_BYTE));
+            res.memory().close();
+        } finally {
+            closeAll(open);
         }
+        assertEquals(0, r.rejections(Rule.CHANNEL_ORDER));
+    }
+
+    /**
+     * A connection accepted first that never finishes its handshake takes no place: it holds
+     * back the choice of the main channel until its handshake times out, then the migration
+     * behind it goes on.
+     */
+    @Test
+    void aStalledHandshakeTakesNoPlace() throws Exception {
+        Replica r = deploy(MF2_72, new TlsOptions(certs.resolve("server-cert.pem"), certs.resolve("server-key.pem"), null,
+                null, certs.resolve("ca-cert.pem"), true, 500));
+        LOG.clear();
+        try (Socket idle = new Socket("127.0.0.1", r.config().port())) {
+            Thread.sleep(20);      // accepted, no ClientHello ever
+            long t0 = System.nanoTime();
+            migrate(r, MF2_72, client("client.p12"));
+            assertTrue(closedByPeer(idle), "the stalled connection was closed");
+            assertTrue(System.nanoTime() - t0 < TimeUnit.SECONDS.toNanos(10));
+        }
+        assertEquals(1, r.completed());
+        assertEquals(1, r.rejections(Rule.TLS_HANDSHAKE));
+        assertTrue(LOG.stream().anyMatch(l -> l.contains("failed: no complete handshake in time")), LOG.toString());
     }
 
     @Test

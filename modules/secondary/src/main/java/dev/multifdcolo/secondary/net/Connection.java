@@ -63,11 +63,12 @@ public final class Connection {
 
     // ------------------------------------------------------------------ TLS
 
-    /** TLS: the handshake is not finished yet (no byte is classified before it is). */
+    /** TLS: not placed in the order yet (no byte is classified before it is). */
     private boolean handshaking;
-    /** TLS: the session this connection was ordered into at its handshake, and its role there. */
+    /** TLS: the session this connection was placed in, and its role there. */
     private IncomingMigration ordered;
     private boolean orderedMain;
+    private long acceptSeq;
 
     /**
      * A connection of a TLS replica port: puts an {@link SslHandler} at the head of the pipeline
@@ -75,17 +76,21 @@ public final class Connection {
      *
      * <p>Classification by order (PROTOCOL.md §1.2: a QEMU destination cannot peek under TLS, so
      * the first channel of a migration is the main channel and every later one a multifd
-     * channel). The order is that of <b>handshake completion</b>, not of TCP accept: QEMU's
-     * destination (7.2 and 11.1) hands a TLS channel to the migration code only when its handshake
-     * is done, and QEMU's source connects its multifd channels only after the main channel's
-     * handshake finished, so this is the order a QEMU source produces. It also means a connection
-     * that never authenticates (a port scan, a client without a valid certificate) can never take
-     * the main channel's place. The first 4 decrypted bytes must then match the role; if not, the
-     * session is rejected as {@code channel-order} (a named error, not a hang).
+     * channel). The order is the <b>TCP accept order</b> among connections that pass the
+     * handshake, not the order in which handshakes finish: a QEMU source (7.2 and 11.1) connects
+     * its multifd channels only after the main channel's handshake finished on its side, so the
+     * main channel is always accepted first — but its handshake can finish on our side after
+     * theirs (measured with both versions: the main channel's last flight is processed up to
+     * ~90 ms after the multifd channels', which were accepted 20-40 ms after it). A connection
+     * that fails its handshake takes no place; one accepted earlier and still in its handshake
+     * holds back the choice of the main channel until it ends (at most the handshake timeout).
+     * The first 4 decrypted bytes must then match the role; if not, the session is rejected as
+     * {@code channel-order} (a named error, not a hang).
      */
     public static Connection tls(Replica replica, NetSocketInternal socket, Context context, SslContext ssl, long timeoutMs) {
         Connection c = new Connection(replica, socket, context);
         c.handshaking = true;
+        c.acceptSeq = replica.tlsAccepted(c);
         var ch = socket.channelHandlerContext().channel();
         String host = null;
         int port = -1;
@@ -98,9 +103,10 @@ public final class Connection {
         ch.pipeline().addFirst("mfc-tls", h);
         h.handshakeFuture().addListener(f -> c.runOnLoopNow(() -> {
             if (f.isSuccess()) {
-                c.handshakeDone();
+                replica.tlsHandshakeEnded(c.acceptSeq, c, true, Connection::place);
             } else {
                 c.handshakeFailed(f.cause());
+                replica.tlsHandshakeEnded(c.acceptSeq, c, false, Connection::place);
             }
         }));
         return c;
@@ -115,25 +121,23 @@ public final class Connection {
         }
     }
 
-    private void handshakeDone() {
+    private static void place(Replica.Placement p) {
+        p.connection().runOnLoopNow(() -> p.connection().placed(p.session(), p.main()));
+    }
+
+    /** TLS: this connection's place in the order is decided; classify what it has sent. */
+    private void placed(IncomingMigration s, boolean main) {
         handshaking = false;
-        if (closed || rejected || closeSeen) {
-            return;
-        }
-        // one order per replica over all event loops: the first to get here is the main channel
-        while (true) {
-            IncomingMigration s = replica.sessionFor(this);
-            Boolean main = s.claimByOrder(this);
-            if (main != null) {
-                ordered = s;
-                orderedMain = main;
-                break;
-            }
-        }
-        LOG.fine(() -> replica.name() + ": TLS channel " + remote() + " ready, " + (orderedMain ? "main" : "multifd")
-                + " channel by order");
+        ordered = s;
+        orderedMain = main;
+        LOG.fine(() -> replica.name() + ": TLS channel " + remote() + " is the " + (main ? "main" : "a multifd")
+                + " channel by accept order");
         if (decoder == null) {
-            classify();       // application data that came with the handshake's last flight
+            classify();       // bytes that came while the place was being decided
+        }
+        if (closeSeen) {
+            closeSeen = false;
+            onClosed();       // the peer closed while the place was being decided: handle it now, in order
         }
     }
 
@@ -142,9 +146,9 @@ public final class Connection {
         String why = handshakeFailure(cause);
         ProtocolException e = new ProtocolException(Rule.TLS_HANDSHAKE, "TLS handshake from " + remote() + " failed: " + why);
         rejected = true;
-        replica.countRejection(e);
         // one line, and the replica keeps listening: this connection never joined a session
         LOG.warning(replica.name() + ": " + e.getMessage());
+        replica.countRejection(e);
         releasePending();
         socket.close();
     }
@@ -444,6 +448,9 @@ public final class Connection {
             return;
         }
         closeSeen = true;
+        if (handshaking && !rejected) {
+            return;           // TLS: handled once this connection's place in the order is decided
+        }
         if (decoder == null && !rejected && ordered != null && !ordered.finished()) {
             // TLS: a channel holds its place in the order from its handshake on; closing before its
             // first 4 bytes leaves the migration without that channel
