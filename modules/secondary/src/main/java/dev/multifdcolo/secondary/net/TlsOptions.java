@@ -28,11 +28,20 @@ public record TlsOptions(Path cert, Path key, Path keystore, String password, Pa
                          long handshakeTimeoutMs) {
 
     public static final long DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
-    /** Above the JDK's 7-day ticket lifetime limit: the JDK then sends no session ticket (see serverContext). */
-    static final long NO_TICKETS_SESSION_TIMEOUT_S = 604_800 + 1;
     /** The config keys of the {@code tls} object (also checked for typos). */
     public static final Set<String> KEYS = Set.of("cert", "key", "keystore", "password", "ca", "client-auth",
             "handshake-timeout-ms");
+    /**
+     * Session timeout of our TLS contexts: above the JDK's 7-day ticket lifetime limit, so the
+     * JDK's TLS 1.3 server sends no NewSessionTicket after the handshake (it skips the ticket
+     * when the timeout is longer). Why none: a QEMU source never reads its main channel without
+     * return-path, nor its multifd channels, so a ticket stays unread in its socket, and closing
+     * a socket with unread bytes sends a reset instead of a FIN, which could drop the stream's
+     * last bytes on our side (seen: "main channel closed in state footer" right after QEMU
+     * reported completed). Sessions are never resumed here. Per context, unlike the JVM-wide
+     * {@code jdk.tls.server.newSessionTicketCount}.
+     */
+    static final long NO_TICKETS_SESSION_TIMEOUT_S = 604_800 + 1;
 
     /** Checks the combination of keys and that every named file is readable; the message says what is wrong. */
     public TlsOptions {
@@ -115,14 +124,7 @@ public record TlsOptions(Path cert, Path key, Path keystore, String password, Pa
                     : new PemKeyCertOptions().setCertPath(cert.toString()).setKeyPath(key.toString());
             SslContextBuilder b = SslContextBuilder.forServer(identity.getKeyManagerFactory(vertx))
                     .protocols("TLSv1.3", "TLSv1.2")
-                    // No TLS 1.3 NewSessionTicket after the handshake: a QEMU source never reads its
-                    // main channel without return-path, nor its multifd channels, so the ticket
-                    // stayed unread in its socket, and closing a socket with unread bytes sends a
-                    // reset instead of a FIN, which could drop the stream's last bytes on our side
-                    // (seen: "main channel closed in state footer" after QEMU reported completed).
-                    // The JDK sends no ticket when the session timeout exceeds 7 days; sessions are
-                    // never resumed here anyway.
-                    .sessionTimeout(NO_TICKETS_SESSION_TIMEOUT_S);
+                    .sessionTimeout(NO_TICKETS_SESSION_TIMEOUT_S);      // no session tickets, see there
             if (ca != null) {
                 b.trustManager(new PemTrustOptions().addCertPath(ca.toString()).getTrustManagerFactory(vertx));
             }
