@@ -123,7 +123,7 @@ public final class ReceiveCommand implements Callable<Integer> {
     @Option(names = "--tls-client-auth", description = "required (default with --tls-ca) or none")
     String tlsClientAuth;
 
-    static final String TLS_PASSWORD_ENV = "MULTIFD_COLO_TLS_PASSWORD";
+    static final String TLS_PASSWORD_ENV = TlsOptions.PASSWORD_ENV;
 
     /** The TLS options from the --tls-* flags; null when none is given. */
     TlsOptions tls() {

@@ -28,6 +28,8 @@ public record TlsOptions(Path cert, Path key, Path keystore, String password, Pa
                          long handshakeTimeoutMs) {
 
     public static final long DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+    /** The keystore password when none is configured. */
+    public static final String PASSWORD_ENV = "MULTIFD_COLO_TLS_PASSWORD";
     /** The config keys of the {@code tls} object (also checked for typos). */
     public static final Set<String> KEYS = Set.of("cert", "key", "keystore", "password", "ca", "client-auth",
             "handshake-timeout-ms");
@@ -104,7 +106,8 @@ public record TlsOptions(Path cert, Path key, Path keystore, String password, Pa
         }
         Path ca = path(j, "ca");
         boolean required = j.containsKey("client-auth") ? parseClientAuth(j.getString("client-auth")) : ca != null;
-        return new TlsOptions(path(j, "cert"), path(j, "key"), path(j, "keystore"), j.getString("password"), ca, required,
+        return new TlsOptions(path(j, "cert"), path(j, "key"), path(j, "keystore"),
+                j.getString("password", System.getenv(PASSWORD_ENV)), ca, required,
                 j.getLong("handshake-timeout-ms", DEFAULT_HANDSHAKE_TIMEOUT_MS));
     }
 
