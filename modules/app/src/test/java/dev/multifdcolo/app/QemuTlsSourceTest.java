@@ -179,6 +179,85 @@ class QemuTlsSourceTest {
         }
     }
 
+    /**
+     * COLO over TLS: a CPU-less COLO primary (memory from a loader, {@code system_reset}
+     * re-dirties it, like {@code QemuColoPrimaryTest}) checkpoints into our secondary over TLS,
+     * every COLO reply going through the SslHandler. Meanwhile a client without a certificate is
+     * refused: the session and its committed image are untouched and checkpoints go on.
+     */
+    @ParameterizedTest(name = "QEMU {0} COLO primary over TLS, multifd {1}")
+    @CsvSource({"7.2, 2", "11.1, 2"})
+    void coloOverTls(String version, int channels, @TempDir Path tmp) throws Exception {
+        QemuBinary bin = binary(version);
+        boolean v11 = version.equals("11.1");
+        io.vertx.core.Vertx vertx = Transports.vertx("auto", new io.vertx.core.VertxOptions().setEventLoopPoolSize(4));
+        try {
+            int port = InProcessReceiver.freePort();
+            dev.multifdcolo.secondary.Replica r = new dev.multifdcolo.secondary.Replica(config(channels).withPort(port)
+                    .withFlushMode(dev.multifdcolo.secondary.stream.FlushMode.AUTO)
+                    .withColo(ReplicaConfig.ColoOptions.on(300).withHeartbeat(5_000).withDigestOnCommit(true)));
+            r.deploy(vertx, 4).await();
+            List<dev.multifdcolo.secondary.colo.Checkpoint> commits = new CopyOnWriteArrayList<>();
+            r.onSessionStart(s -> s.onCommit(commits::add));
+            var next = r.nextMigration();
+            byte[] blob = new byte[64 * 4096];
+            new Random(7 + channels).nextBytes(blob);
+            Path file = java.nio.file.Files.write(tmp.resolve("blob.bin"), blob);
+            Qemu.Builder b = Qemu.builder(bin).name("tls-colo").args("-M", "none", "-m", "64M", "-nodefaults", "-display",
+                    "none", "-device", "loader,file=" + file + ",addr=0x100000,force-raw=on")
+                    .args("-object", "tls-creds-x509,id=GOOD,dir=" + dir.resolve("GOOD") + ",endpoint=client");
+            try (Qemu primary = b.start()) {
+                Qmp qmp = primary.qmp();
+                qmp.setCapabilities(Map.of("x-colo", true, "multifd", true, "return-path", v11));
+                qmp.setParameters(new JsonObject().put("x-checkpoint-delay", 300).put("multifd-channels", channels)
+                        .put("tls-creds", "GOOD"));
+                qmp.migrate("tcp:127.0.0.1:" + port);
+                qmp.awaitMigrationStatus(Set.of("colo"), Duration.ofSeconds(30));
+                byte[] expected = new byte[64 << 20];
+                System.arraycopy(blob, 0, expected, 0x100000, blob.length);
+                for (int k = 0; k < 6; k++) {
+                    int before = commits.size();
+                    qmp.execute("system_reset");      // the loader rewrites its pages: dirty for the next checkpoint
+                    awaitTrue("a commit", () -> commits.size() > before);
+                    if (k == 2) {
+                        long epoch = r.current().epoch();
+                        try (java.net.Socket plain = new java.net.Socket("127.0.0.1", port)) {
+                            plain.getOutputStream().write(new byte[]{0x51, 0x45, 0x56, 0x4d, 0, 0, 0, 3});
+                            awaitTrue("the refusal", () -> r.rejections(Rule.TLS_HANDSHAKE) == 1);
+                        }
+                        assertTrue(r.current().epoch() >= epoch && !r.current().finished(), "COLO goes on");
+                    }
+                }
+                assertEquals("colo", qmp.queryMigrate().getString("status"));
+                assertTrue(commits.stream().anyMatch(c -> c.dirtyPages() == 64), "a checkpoint carried the re-dirtied pages: "
+                        + commits.stream().map(dev.multifdcolo.secondary.colo.Checkpoint::dirtyPages).toList());
+                String want = commits.get(0).digest();
+                for (var c : commits) {
+                    assertEquals(want, c.digest(), "image digest at epoch " + c.epoch());
+                }
+                assertArrayEquals(expected, qmp.pmemsave(0, 64L << 20), "the primary's RAM");
+                qmp.execute("x-colo-lost-heartbeat");
+                MigrationResult res = next.toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
+                assertTrue(res.colo().epoch() >= 6, "epoch " + res.colo().epoch());
+                assertArrayEquals(expected, res.memory().block("ram").guest().toArray(ValueLayout.JAVA_BYTE));
+                assertEquals(0, r.rejections(Rule.CHANNEL_ORDER));
+                res.memory().close();
+            }
+        } finally {
+            vertx.close().await();
+        }
+    }
+
+    static void awaitTrue(String what, java.util.function.BooleanSupplier cond) throws InterruptedException {
+        long end = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+        while (!cond.getAsBoolean()) {
+            if (System.nanoTime() > end) {
+                throw new AssertionError("timed out waiting for " + what);
+            }
+            Thread.sleep(20);
+        }
+    }
+
     static void setUp(Qmp qmp, int channels, boolean returnPath, TestCerts.Client creds) {
         Map<String, Boolean> caps = new HashMap<>();
         caps.put("multifd", channels > 0);
