@@ -228,6 +228,7 @@ class QemuTlsSourceTest {
                         assertTrue(r.current().epoch() >= epoch && !r.current().finished(), "COLO goes on");
                     }
                 }
+                awaitTrue("7 commits (epoch 0 and 6 checkpoints)", () -> commits.size() >= 7);
                 assertEquals("colo", qmp.queryMigrate().getString("status"));
                 assertTrue(commits.stream().anyMatch(c -> c.dirtyPages() == 64), "a checkpoint carried the re-dirtied pages: "
                         + commits.stream().map(dev.multifdcolo.secondary.colo.Checkpoint::dirtyPages).toList());

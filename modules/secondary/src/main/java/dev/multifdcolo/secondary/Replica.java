@@ -104,7 +104,17 @@ public final class Replica {
     public record Placement(Connection connection, IncomingMigration session, boolean main) {
     }
 
-    /** A TLS connection was accepted (called from the connect handler): its place in the accept order. */
+    /** TLS connections accepted and still in their handshake (status, tests). */
+    public synchronized int tlsHandshaking() {
+        return handshaking.size();
+    }
+
+    /**
+     * A TLS connection was accepted (called from its connect handler, on its event loop): its
+     * place in the accept order. Connections handed to different event loops at the same moment
+     * may register in either order; a QEMU source cannot be affected, because it connects its
+     * multifd channels only after the main channel's handshake, which needs this registration.
+     */
     public synchronized long tlsAccepted(Connection c) {
         long seq = ++acceptSeq;
         handshaking.put(seq, c);

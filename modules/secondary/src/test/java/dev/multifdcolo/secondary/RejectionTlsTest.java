@@ -374,7 +374,7 @@ class RejectionTlsTest {
         try {
             Socket tcp = new Socket("127.0.0.1", port);        // the main channel: accepted first ...
             open.add(tcp);
-            Thread.sleep(50);
+            await(() -> r.tlsHandshaking() == 1, "the first connection registered");
             SSLSocket ch1 = tls(good, port);                   // ... a multifd channel finishes its handshake first
             open.add(ch1);
             CompletableFuture<Void> w1 = write(ch1, MF2_72.channelBytes().get(0));
@@ -408,7 +408,7 @@ class RejectionTlsTest {
                 null, certs.resolve("ca-cert.pem"), true, 500));
         LOG.clear();
         try (Socket idle = new Socket("127.0.0.1", r.config().port())) {
-            Thread.sleep(20);      // accepted, no ClientHello ever
+            await(() -> r.tlsHandshaking() == 1, "the idle connection registered");   // no ClientHello ever
             long t0 = System.nanoTime();
             migrate(r, MF2_72, client("client.p12"));
             assertTrue(closedByPeer(idle), "the stalled connection was closed");

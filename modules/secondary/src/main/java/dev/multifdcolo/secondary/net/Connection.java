@@ -76,8 +76,9 @@ public final class Connection {
      *
      * <p>Classification by order (PROTOCOL.md §1.2: a QEMU destination cannot peek under TLS, so
      * the first channel of a migration is the main channel and every later one a multifd
-     * channel). The order is the <b>TCP accept order</b> among connections that pass the
-     * handshake, not the order in which handshakes finish: a QEMU source (7.2 and 11.1) connects
+     * channel). The order is the <b>accept order</b> (as our connect handlers register
+     * connections, {@link Replica#tlsAccepted}) among connections that pass the handshake, not
+     * the order in which handshakes finish: a QEMU source (7.2 and 11.1) connects
      * its multifd channels only after the main channel's handshake finished on its side, so the
      * main channel is always accepted first — but its handshake can finish on our side after
      * theirs (measured with both versions: the main channel's last flight is processed up to
