@@ -8,9 +8,9 @@ import dev.multifdcolo.wire.Rule;
 import dev.multifdcolo.wire.Wire;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
-import io.vertx.core.Context;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslHandler;
+import io.vertx.core.Context;
 import io.vertx.core.internal.net.NetSocketInternal;
 
 import java.net.InetSocketAddress;
@@ -26,8 +26,9 @@ import java.util.logging.Logger;
  * <p>Lifecycle: classify by the first 4 bytes (QEVM → main, 0x11223344 → multifd, §1.2), then
  * feed a decoder. With TLS ({@link #tls}) a Netty {@link SslHandler} sits in front of this
  * connection's handler, so the {@code ByteBuf}s we get are decrypted application data (owned and
- * released by us exactly like socket buffers), and the channel is classified by order instead. A decoder may pause (sync barrier): the socket stops being read and unconsumed
- * bytes stay queued until {@link #resumeDecoding()}. Everything runs on this connection's event
+ * released by us exactly like socket buffers), and the channel is classified by order instead.
+ * A decoder may pause (sync barrier): the socket stops being read and unconsumed bytes stay
+ * queued until {@link #resumeDecoding()}. Everything runs on this connection's event
  * loop; other threads go through {@link #runOnLoop}.
  */
 public final class Connection {
@@ -78,11 +79,12 @@ public final class Connection {
      * the first channel of a migration is the main channel and every later one a multifd
      * channel). The order is the <b>accept order</b> (as our connect handlers register
      * connections, {@link Replica#tlsAccepted}) among connections that pass the handshake, not
-     * the order in which handshakes finish: a QEMU source (7.2 and 11.1) connects
-     * its multifd channels only after the main channel's handshake finished on its side, so the
-     * main channel is always accepted first — but its handshake can finish on our side after
-     * theirs (measured with both versions: the main channel's last flight is processed up to
-     * ~90 ms after the multifd channels', which were accepted 20-40 ms after it). A connection
+     * the order in which handshakes finish: a QEMU source (7.2 and 11.1) connects its multifd
+     * channels only after the main channel's handshake finished on its side, so the main channel
+     * is always accepted first — but its handshake can finish on our side after theirs (traced
+     * with both versions, multifd 4: the main channel's handshake completed after three or all
+     * four of the multifd channels', by up to ~45 ms, although they were accepted 20-40 ms after
+     * it; ordering by handshake completion failed 4 of 4 such runs, with NIO and io_uring). A connection
      * that fails its handshake takes no place; one accepted earlier and still in its handshake
      * holds back the choice of the main channel until it ends (at most the handshake timeout).
      * The first 4 decrypted bytes must then match the role; if not, the session is rejected as
@@ -172,7 +174,7 @@ public final class Connection {
         return why.length() > 300 ? why.substring(0, 300) + "..." : why;
     }
 
-    /** TLS: the first 4 decrypted bytes must fit the role the handshake order gave this connection. */
+    /** TLS: the first 4 decrypted bytes must fit the role the accept order gave this connection. */
     private void classifyByOrder(int magic) {
         IncomingMigration s = ordered;
         if (s.finished()) {
@@ -192,8 +194,8 @@ public final class Connection {
             return;
         } else if (magic == Wire.QEVM_MAGIC || magic == Wire.MULTIFD_MAGIC) {
             wrong = new ProtocolException(Rule.CHANNEL_ORDER, String.format("TLS connection from %s is %s channel by"
-                    + " order (with TLS, the first connection of a migration to finish its handshake is the main channel,"
-                    + " later ones are multifd channels) but starts with %s, not %s", remote(),
+                    + " order (with TLS, channels are classified by accept order: the first connection of a migration is"
+                    + " the main channel, later ones are multifd channels) but starts with %s, not %s", remote(),
                     orderedMain ? "the main" : "a multifd", magic == Wire.QEVM_MAGIC ? "QEVM" : "the multifd magic", expected));
         } else {
             wrong = new ProtocolException(Rule.CHANNEL_MAGIC, String.format("TLS connection from %s (%s channel by order)"
