@@ -123,6 +123,13 @@ public final class ServiceVerticle extends VerticleBase {
             Map<String, String> ports = new HashMap<>();
             for (int i = 0; i < list.size(); i++) {
                 ReplicaConfig rc = ReplicaConfig.fromJson(list.getJsonObject(i));
+                if (rc.tls() != null) {
+                    try {
+                        rc.tls().serverContext(vertx);   // a bad PEM / keystore / password rejects the file, with the reason
+                    } catch (IllegalArgumentException e) {
+                        throw new IllegalArgumentException("replica " + rc.name() + ": " + e.getMessage(), e);
+                    }
+                }
                 if (next.put(rc.name(), rc) != null) {
                     throw new IllegalArgumentException("replica name '" + rc.name() + "' used twice");
                 }

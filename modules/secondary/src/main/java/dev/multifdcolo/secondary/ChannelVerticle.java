@@ -51,6 +51,17 @@ public final class ChannelVerticle extends VerticleBase {
         if (rcvbuf > 0) {
             options.setReceiveBufferSize(rcvbuf);
         }
+        io.netty.handler.ssl.SslContext ssl;
+        try {
+            ssl = replica.sslContext(vertx);
+        } catch (IllegalArgumentException e) {
+            return Future.failedFuture(e);
+        }
+        // TLS is done by our own SslHandler at the head of the pipeline rather than by Vert.x's
+        // setSsl(true): Vert.x would only hand us the socket after the handshake and report a
+        // failed handshake without the peer's address, and the channel order under TLS is ours
+        // to define (Connection.tls). The key material is loaded with Vert.x's PEM/PKCS12 options.
+        long timeout = ssl == null ? 0 : cfg.tls().handshakeTimeoutMs();
         server = vertx.createNetServer(options).connectHandler(so -> {
             dev.multifdcolo.wire.ProtocolException refused = replica.admitConnection(String.valueOf(so.remoteAddress()));
             if (refused != null) {
@@ -59,7 +70,11 @@ public final class ChannelVerticle extends VerticleBase {
                 so.close();
                 return;
             }
-            new Connection(replica, (NetSocketInternal) so, context);
+            if (ssl == null) {
+                new Connection(replica, (NetSocketInternal) so, context);
+            } else {
+                Connection.tls(replica, (NetSocketInternal) so, context, ssl, timeout);
+            }
         });
         return server.listen();
     }

@@ -260,6 +260,35 @@ public final class IncomingMigration {
 
     // ------------------------------------------------------------------ channel attachment
 
+    private boolean mainClaimed;
+
+    private void enlist(Connection c) {
+        if (!connections.contains(c)) {
+            connections.add(c);
+        }
+    }
+
+    /**
+     * TLS (classification by order, see {@code Connection.tls} and {@code Replica.tlsHandshakeEnded}):
+     * the first connection placed in this session is the main channel, every later one a multifd
+     * channel. It is closed with the session from now on.
+     *
+     * @return true = main, false = multifd, null = this session has ended (ask the replica again)
+     */
+    public synchronized boolean mainClaimed() {
+        return mainClaimed;
+    }
+
+    public synchronized Boolean claimByOrder(Connection c) {
+        if (finished.get()) {
+            return null;
+        }
+        enlist(c);
+        boolean first = !mainClaimed;
+        mainClaimed = true;
+        return first;
+    }
+
     /** A connection whose first bytes were "QEVM". */
     public void attachMain(Connection c) {
         synchronized (this) {
@@ -269,7 +298,7 @@ public final class IncomingMigration {
                 return;
             }
             main = c;
-            connections.add(c);
+            enlist(c);
             loops.add(Thread.currentThread().getName());
         }
         c.mainChannel(true);
@@ -328,7 +357,7 @@ public final class IncomingMigration {
                 return;
             }
             multifdAttached++;
-            connections.add(c);
+            enlist(c);
             loops.add(Thread.currentThread().getName());
         }
         MultifdChannelDecoder d = new MultifdChannelDecoder(cfg.multifdChannels(), cfg.uuid(), cfg.compression(), router,

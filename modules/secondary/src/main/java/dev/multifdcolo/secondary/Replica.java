@@ -112,23 +112,47 @@ public final class Replica {
      * @throws ProtocolException when the replica refuses new migrations (it failed over)
      */
     public IncomingMigration sessionFor(Connection c) {
-        IncomingMigration s;
-        Promise<MigrationResult> waiter;
+        Started started;
         synchronized (this) {
             if (current != null && !current.finished()) {
                 return current;
             }
-            if (refusing != null) {
-                throw new ProtocolException(Rule.REPLICA_FAILED_OVER, "replica " + name() + " " + refusing
-                        + "; it refuses new migrations (after-failover: refuse) until reset: connection from "
-                        + c.remote() + " refused");
+            started = startLocked(c);
+            if (started == null) {
+                throw refusal(c);
             }
-            IncomingMigration[] holder = new IncomingMigration[1];
-            s = new IncomingMigration(this, c.vertx(), () -> ended(holder[0]));
-            holder[0] = s;
-            current = s;
-            waiter = waiters.poll();
         }
+        announce(started);
+        return started.session();
+    }
+
+    private record Started(IncomingMigration session, Promise<MigrationResult> waiter) {
+    }
+
+    /**
+     * A new session (caller holds the lock); {@link #announce} it after releasing the lock. Null
+     * when the replica refuses new migrations after a failover ({@link #refusal}).
+     */
+    private Started startLocked(Connection c) {
+        if (refusing != null) {
+            return null;
+        }
+        IncomingMigration[] holder = new IncomingMigration[1];
+        IncomingMigration s = new IncomingMigration(this, c.vertx(), () -> ended(holder[0]));
+        holder[0] = s;
+        current = s;
+        return new Started(s, waiters.poll());
+    }
+
+    /** Why {@code c} cannot start a migration: the replica failed over and refuses until reset. */
+    public synchronized ProtocolException refusal(Connection c) {
+        return new ProtocolException(Rule.REPLICA_FAILED_OVER, "replica " + name() + " " + refusing
+                + "; it refuses new migrations (after-failover: refuse) until reset: connection from "
+                + c.remote() + " refused");
+    }
+
+    private void announce(Started started) {
+        IncomingMigration s = started.session();
         onSessionStart.accept(s);
         s.outcome().onComplete(ar -> {
             if (ar.succeeded()) {
@@ -145,10 +169,84 @@ public final class Replica {
                 }
             }
         });
-        if (waiter != null) {
-            s.outcome().onComplete(waiter);
+        if (started.waiter() != null) {
+            s.outcome().onComplete(started.waiter());
         }
-        return s;
+    }
+
+    // ------------------------------------------------------------------ TLS: classification by accept order
+
+    /**
+     * TLS connections by accept sequence: still in their handshake, and done with it but waiting
+     * for an earlier-accepted one (which may yet become the main channel). Guarded by this.
+     */
+    private final java.util.TreeMap<Long, Connection> handshaking = new java.util.TreeMap<>();
+    private final java.util.TreeMap<Long, Connection> ready = new java.util.TreeMap<>();
+    private long acceptSeq;
+
+    /** Where a TLS connection goes: its session (null: refused, see {@link #refusal}) and whether it is the main channel. */
+    public record Placement(Connection connection, IncomingMigration session, boolean main) {
+    }
+
+    /** TLS connections accepted and still in their handshake (status, tests). */
+    public synchronized int tlsHandshaking() {
+        return handshaking.size();
+    }
+
+    /**
+     * A TLS connection was accepted (called from its connect handler, on its event loop): its
+     * place in the accept order. Connections handed to different event loops at the same moment
+     * may register in either order; a QEMU source cannot be affected, because it connects its
+     * multifd channels only after the main channel's handshake, which needs this registration.
+     */
+    public synchronized long tlsAccepted(Connection c) {
+        long seq = ++acceptSeq;
+        handshaking.put(seq, c);
+        return seq;
+    }
+
+    /**
+     * A TLS connection finished its handshake ({@code ok}) or failed it. Classification by accept
+     * order among authenticated connections: the main channel of a session is the earliest
+     * accepted connection that completes its handshake, so a connection is only placed once no
+     * earlier-accepted one is still in its handshake (that one could be the main channel); every
+     * later one is a multifd channel. Placements are handed to {@code place} outside the lock.
+     */
+    public void tlsHandshakeEnded(long seq, Connection c, boolean ok, Consumer<Placement> place) {
+        List<Placement> out = new ArrayList<>();
+        List<Started> started = new ArrayList<>();
+        synchronized (this) {
+            handshaking.remove(seq);
+            if (ok) {
+                ready.put(seq, c);
+            }
+            while (!ready.isEmpty()) {
+                long first = ready.firstKey();
+                IncomingMigration s = current;
+                boolean mainTaken = s != null && !s.finished() && s.mainClaimed();
+                if (!mainTaken && !handshaking.isEmpty() && handshaking.firstKey() < first) {
+                    break;    // an earlier accept is still in its handshake: it may be the main channel
+                }
+                Connection next = ready.remove(first);
+                if (s == null || s.finished()) {
+                    Started st = startLocked(next);
+                    if (st == null) {
+                        out.add(new Placement(next, null, false));     // refused: the replica failed over
+                        continue;
+                    }
+                    started.add(st);
+                    s = st.session();
+                }
+                Boolean main = s.claimByOrder(next);
+                if (main == null) {       // cannot happen under this lock: the session is live
+                    ready.put(first, next);
+                    continue;
+                }
+                out.add(new Placement(next, s, main));
+            }
+        }
+        started.forEach(this::announce);
+        out.forEach(place);
     }
 
     private synchronized void ended(IncomingMigration s) {
@@ -315,6 +413,24 @@ public final class Replica {
 
     public synchronized IncomingMigration current() {
         return current;
+    }
+
+    private io.netty.handler.ssl.SslContext sslContext;
+
+    /**
+     * The TLS server context of this replica's port, loaded once and shared by its channel
+     * verticles (a Netty {@code SslContext} is thread-safe); null without TLS.
+     *
+     * @throws IllegalArgumentException the key material cannot be loaded (the reason is in the message)
+     */
+    public synchronized io.netty.handler.ssl.SslContext sslContext(io.vertx.core.Vertx vertx) {
+        if (config.tls() == null) {
+            return null;
+        }
+        if (sslContext == null) {
+            sslContext = config.tls().serverContext(vertx);
+        }
+        return sslContext;
     }
 
     /** A connection refused before it joined a session (bad magic, limits, ...). */

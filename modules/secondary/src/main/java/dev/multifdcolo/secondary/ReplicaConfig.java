@@ -1,6 +1,7 @@
 package dev.multifdcolo.secondary;
 
 import dev.multifdcolo.memory.Backing;
+import dev.multifdcolo.secondary.net.TlsOptions;
 import dev.multifdcolo.secondary.stream.FlushMode;
 import dev.multifdcolo.wire.Compression;
 import io.vertx.core.json.JsonObject;
@@ -15,6 +16,8 @@ import java.util.UUID;
  * named like QEMU's where QEMU has one ({@code multifd-channels}, {@code multifd-compression}).
  *
  * @param multifdChannels 0 = multifd off (plain precopy only), else QEMU's multifd-channels
+ * @param tls             null = plain TCP; else TLS on the port, and channels are classified by
+ *                        order instead of by their first bytes (see {@code Connection})
  */
 public record ReplicaConfig(
         String name,
@@ -30,7 +33,8 @@ public record ReplicaConfig(
         int maxVmdescBytes,
         String expectedMachine,
         ColoOptions coloOptions,
-        Guards guards) {
+        Guards guards,
+        TlsOptions tls) {
 
     /**
      * What protects a replica from slow, silent or abusive peers (issue 7). QEMU's destination has
@@ -160,52 +164,58 @@ public record ReplicaConfig(
     public static ReplicaConfig defaults(String name, String host, int port) {
         return new ReplicaConfig(name, host, port, 0, FlushMode.AUTO, Compression.NONE, new byte[16],
                 DEFAULT_MAX_RAM, Backing.anonymous(), DEFAULT_MAX_DEVICE_STATE, DEFAULT_MAX_VMDESC, null, ColoOptions.OFF,
-                Guards.DEFAULT);
+                Guards.DEFAULT, null);
     }
 
     public ReplicaConfig withMultifd(int channels) {
         return new ReplicaConfig(name, host, port, channels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, tls);
     }
 
     public ReplicaConfig withFlushMode(FlushMode mode) {
         return new ReplicaConfig(name, host, port, multifdChannels, mode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, tls);
     }
 
     public ReplicaConfig withCompression(Compression c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, c, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, tls);
     }
 
     public ReplicaConfig withColo(ColoOptions c) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, c, guards, tls);
     }
 
     public ReplicaConfig withPort(int p) {
         return new ReplicaConfig(name, host, p, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, tls);
     }
 
     public ReplicaConfig withLimits(long maxRam, long maxDeviceState, int maxVmdesc) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRam, backing,
-                maxDeviceState, maxVmdesc, expectedMachine, coloOptions, guards);
+                maxDeviceState, maxVmdesc, expectedMachine, coloOptions, guards, tls);
     }
 
     public ReplicaConfig withGuards(Guards g) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, g);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, g, tls);
     }
 
     public ReplicaConfig withUuid(byte[] u) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, u, maxRamBytes, backing,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, tls);
     }
 
     public ReplicaConfig withBacking(Backing b) {
         return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, b,
-                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards);
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, tls);
+    }
+
+    /** TLS on this replica's port (null = plain TCP). */
+    public ReplicaConfig withTls(TlsOptions t) {
+        return new ReplicaConfig(name, host, port, multifdChannels, flushMode, compression, uuid, maxRamBytes, backing,
+                maxDeviceStateBytes, maxVmdescBytes, expectedMachine, coloOptions, guards, t);
     }
 
     /** Parses a UUID in QEMU's textual form (or 32 hex digits); null/empty = all zero. */
@@ -230,7 +240,7 @@ public record ReplicaConfig(
             "flush-mode", "multifd-compression", "uuid", "max-ram", "backing-dir", "max-device-state", "max-vmdesc", "machine",
             "colo", "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit",
             "channel-setup-timeout-ms", "stall-timeout-ms", "min-rate", "checkpoint-timeout-ms", "max-connections",
-            "after-failover");
+            "after-failover", "tls");
 
     /**
      * Reads a replica from its JSON config object (conf/ files, through Vert.x Config).
@@ -271,7 +281,22 @@ public record ReplicaConfig(
                 (int) size(j, "max-vmdesc", DEFAULT_MAX_VMDESC, Integer.MAX_VALUE - 8),
                 string(j, "machine", null),
                 colo,
-                guards(j));
+                guards(j),
+                tls(name, j.getValue("tls")));
+    }
+
+    private static TlsOptions tls(String replica, Object value) {
+        if (value == null) {
+            return null;
+        }
+        if (!(value instanceof JsonObject o)) {
+            throw new IllegalArgumentException("replica " + replica + ": tls must be an object (cert, key, ca, client-auth, ...)");
+        }
+        try {
+            return TlsOptions.fromJson(o);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("replica " + replica + ": " + e.getMessage(), e);
+        }
     }
 
     private static Guards guards(JsonObject j) {
@@ -372,6 +397,6 @@ public record ReplicaConfig(
                 + " flush-mode=" + flushMode.name().toLowerCase() + " multifd-compression=" + compression.qemuName()
                 + " uuid=" + uuidText() + " max-ram=" + maxRamBytes + " backing=" + backing
                 + " max-device-state=" + maxDeviceStateBytes + " max-vmdesc=" + maxVmdescBytes
-                + " machine=" + expectedMachine + " colo=" + coloOptions + " " + guards;
+                + " machine=" + expectedMachine + " colo=" + coloOptions + " " + guards + (tls == null ? "" : " " + tls);
     }
 }

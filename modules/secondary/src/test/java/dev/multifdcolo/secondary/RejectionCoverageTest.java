@@ -32,7 +32,7 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
 class RejectionCoverageTest {
     static final List<Class<?>> TESTS = List.of(RejectionMainStreamTest.class, RejectionMultifdTest.class,
             RejectionBoundsTest.class, RejectionNetworkTest.class, RejectionColoTest.class,
-            RejectionLimitsTest.class);
+            RejectionLimitsTest.class, RejectionTlsTest.class);
 
     /** Rules no code of the receiver raises today. */
     static final Map<Rule, String> NOT_REACHABLE = Map.of();

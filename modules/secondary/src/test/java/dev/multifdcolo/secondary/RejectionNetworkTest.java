@@ -104,7 +104,8 @@ class RejectionNetworkTest {
 
     static ReplicaConfig expectingMachine(ReplicaConfig c, String machine) {
         return new ReplicaConfig(c.name(), c.host(), c.port(), c.multifdChannels(), c.flushMode(), c.compression(), c.uuid(),
-                c.maxRamBytes(), c.backing(), c.maxDeviceStateBytes(), c.maxVmdescBytes(), machine, c.coloOptions(), c.guards());
+                c.maxRamBytes(), c.backing(), c.maxDeviceStateBytes(), c.maxVmdescBytes(), machine, c.coloOptions(), c.guards(),
+                c.tls());
     }
 
     /** The migration failed with {@code rule}; returns the failure for message checks. */

@@ -13,6 +13,9 @@ public enum Rule {
     CHANNEL_DUPLICATE_MAIN("§1.2", "a second main channel"),
     CHANNEL_CLOSED("§3.7", "a channel closed before the migration finished"),
     CHANNEL_TRUNCATED("§3.7", "a channel closed in the middle of a record"),
+    CHANNEL_ORDER("§1.2", "with TLS, channels are classified by order: the first channel of a migration did not start"
+            + " with QEVM, or a later one did"),
+    TLS_HANDSHAKE("§1.2", "TLS handshake failed (no or untrusted client certificate, not TLS, timeout)"),
 
     // --- multifd hello (§2.2) ---
     HELLO_MAGIC("§2.2", "multifd hello has a bad magic"),

@@ -15,6 +15,7 @@ import dev.multifdcolo.secondary.MigrationStats;
 import dev.multifdcolo.secondary.Replica;
 import dev.multifdcolo.secondary.ReplicaConfig;
 import dev.multifdcolo.secondary.Sizes;
+import dev.multifdcolo.secondary.net.TlsOptions;
 import dev.multifdcolo.secondary.stream.FlushMode;
 import dev.multifdcolo.wire.Compression;
 import io.vertx.core.DeploymentOptions;
@@ -103,6 +104,42 @@ public final class ReceiveCommand implements Callable<Integer> {
             + " (kill -9), finish an interrupted checkpoint flush, report the committed epoch, write its image to --out, exit")
     boolean recover;
 
+    @Option(names = "--tls-cert", description = "TLS on the port: our certificate chain (PEM); with --tls-key")
+    Path tlsCert;
+
+    @Option(names = "--tls-key", description = "TLS: the private key of --tls-cert (PEM)")
+    Path tlsKey;
+
+    @Option(names = "--tls-keystore", description = "TLS: our certificate and key as a PKCS12 file (instead of --tls-cert/--tls-key)")
+    Path tlsKeystore;
+
+    @Option(names = "--tls-password", description = "password of --tls-keystore (default: the environment variable "
+            + TLS_PASSWORD_ENV + ")")
+    String tlsPassword;
+
+    @Option(names = "--tls-ca", description = "TLS: CA certificate(s) (PEM) that must sign the source's client certificate")
+    Path tlsCa;
+
+    @Option(names = "--tls-client-auth", description = "required (default with --tls-ca) or none")
+    String tlsClientAuth;
+
+    static final String TLS_PASSWORD_ENV = TlsOptions.PASSWORD_ENV;
+
+    /** The TLS options from the --tls-* flags; null when none is given. */
+    TlsOptions tls() {
+        if (tlsCert == null && tlsKey == null && tlsKeystore == null) {
+            if (tlsCa != null || tlsClientAuth != null || tlsPassword != null) {
+                throw new IllegalArgumentException("--tls-ca, --tls-client-auth and --tls-password need --tls-cert/--tls-key"
+                        + " or --tls-keystore");
+            }
+            return null;
+        }
+        String password = tlsPassword != null ? tlsPassword : System.getenv(TLS_PASSWORD_ENV);
+        boolean required = tlsClientAuth != null ? TlsOptions.parseClientAuth(tlsClientAuth) : tlsCa != null;
+        return new TlsOptions(tlsCert, tlsKey, tlsKeystore, tlsKeystore == null ? null : password, tlsCa, required,
+                TlsOptions.DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    }
+
     @Override
     public Integer call() throws Exception {
         PrintStream err = System.err;
@@ -129,7 +166,8 @@ public final class ReceiveCommand implements Callable<Integer> {
                     .withFlushMode(FlushMode.parse(flushMode))
                     .withUuid(ReplicaConfig.parseUuid(uuid))
                     .withLimits(Sizes.parse(maxRam), ReplicaConfig.DEFAULT_MAX_DEVICE_STATE, ReplicaConfig.DEFAULT_MAX_VMDESC)
-                    .withBacking(backingDir == null ? Backing.anonymous() : Backing.files(backingDir));
+                    .withBacking(backingDir == null ? Backing.anonymous() : Backing.files(backingDir))
+                    .withTls(tls());
             if (colo) {
                 ReplicaConfig.ColoOptions co = ReplicaConfig.ColoOptions.on(checkpointDelay).withFlushWorkers(flushWorkers)
                         .withDigestOnCommit(digestOnCommit);
@@ -166,9 +204,18 @@ public final class ReceiveCommand implements Callable<Integer> {
             // for port 0 pick a free port first, so every instance (event loop) gets connections.
             int port = hp.port() != 0 ? hp.port() : freePort(hp.host());
             Replica replica = probe;
+            try {
+                replica.sslContext(vertx);       // loads the TLS key material once (null without TLS)
+            } catch (IllegalArgumentException e) {
+                err.println("error: " + e.getMessage());
+                return 2;
+            }
             vertx.deployVerticle(() -> new ChannelVerticle(replica, port), new DeploymentOptions().setInstances(n)).await();
+            TlsOptions tls = cfg.tls();
             System.out.println("listening on " + new HostPort(hp.host(), port) + " (multifd-channels " + channels
-                    + ", compression " + compression + ", flush-mode " + flushMode + ", " + n + " event loops)");
+                    + ", compression " + compression + ", flush-mode " + flushMode + ", " + n + " event loops"
+                    + (tls == null ? "" : ", TLS" + (tls.clientAuthRequired() ? " with client certificates required"
+                    : " without client certificates") + ", channels classified by accept order") + ")");
             System.out.flush();
             var next = replica.nextMigration();
             long timer = quiet ? -1 : vertx.setPeriodic(1000, id -> progress(replica, err));

@@ -183,6 +183,8 @@ public final class ManagedReplica {
                 .put("name", config.name())
                 .put("listen", config.host() + ":" + config.port())
                 .put("colo", config.colo())
+                .put("tls", config.tls() == null ? null
+                        : new JsonObject().put("client-auth", config.tls().clientAuthRequired() ? "required" : "none"))
                 .put("multifd-channels", config.multifdChannels())
                 .put("multifd-compression", config.compression().qemuName())
                 .put("listening", listening)

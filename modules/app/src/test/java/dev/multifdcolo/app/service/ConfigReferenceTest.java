@@ -16,9 +16,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The README's configuration reference (the key tables under "Service configuration" and
- * "Operating the service") documents exactly the keys the code accepts: every replica key of
- * {@link ReplicaConfig#KEYS} and every top-level key of {@link ServiceVerticle#KEYS}, and no key
- * the code would reject.
+ * "Operating the service", and its TLS table) documents exactly the keys the code accepts: every
+ * replica key of {@link ReplicaConfig#KEYS}, every top-level key of {@link ServiceVerticle#KEYS},
+ * every key of a replica's {@code tls} object, and no key the code would reject.
  */
 class ConfigReferenceTest {
     static final Pattern ROW = Pattern.compile("^\\| `([a-z\\[\\]._-]+)`", Pattern.MULTILINE);
@@ -29,11 +29,21 @@ class ConfigReferenceTest {
         assertTrue(Files.exists(readme), "README at " + readme.toAbsolutePath());
         String text = Files.readString(readme);
         int from = text.indexOf("## Service configuration");
-        int to = text.indexOf("### Metrics", from);
-        assertTrue(from >= 0 && to > from, "the README's configuration sections");
+        int tls = text.indexOf("### TLS", from);
+        int to = text.indexOf("### Metrics", tls);
+        assertTrue(from >= 0 && tls > from && to > tls, "the README's configuration sections");
+        // the TLS section's table: the keys of a replica's tls object, several per row
+        Set<String> tlsKeys = new TreeSet<>();
+        Matcher row = Pattern.compile("^\\| (`[a-z-]+`(?:, `[a-z-]+`)*) \\|", Pattern.MULTILINE).matcher(text.substring(tls, to));
+        while (row.find()) {
+            for (String k : row.group(1).split(", ")) {
+                tlsKeys.add(k.replace("`", ""));
+            }
+        }
+        assertEquals(new TreeSet<>(dev.multifdcolo.secondary.net.TlsOptions.KEYS), tlsKeys, "tls keys: README vs TlsOptions.KEYS");
         Set<String> replica = new TreeSet<>();
         Set<String> top = new TreeSet<>();
-        Matcher m = ROW.matcher(text.substring(from, to));
+        Matcher m = ROW.matcher(text.substring(from, tls));
         while (m.find()) {
             String key = m.group(1);
             if (key.startsWith("replicas[].")) {

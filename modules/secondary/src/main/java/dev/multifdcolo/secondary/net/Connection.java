@@ -8,9 +8,12 @@ import dev.multifdcolo.wire.Rule;
 import dev.multifdcolo.wire.Wire;
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
 import io.vertx.core.Context;
 import io.vertx.core.internal.net.NetSocketInternal;
 
+import java.net.InetSocketAddress;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 import java.util.logging.Logger;
@@ -21,8 +24,11 @@ import java.util.logging.Logger;
  * buffers: decoders copy pages straight from the socket buffer into guest memory.
  *
  * <p>Lifecycle: classify by the first 4 bytes (QEVM → main, 0x11223344 → multifd, §1.2), then
- * feed a decoder. A decoder may pause (sync barrier): the socket stops being read and unconsumed
- * bytes stay queued until {@link #resumeDecoding()}. Everything runs on this connection's event
+ * feed a decoder. With TLS ({@link #tls}) a Netty {@link SslHandler} sits in front of this
+ * connection's handler, so the {@code ByteBuf}s we get are decrypted application data (owned and
+ * released by us exactly like socket buffers), and the channel is classified by order instead.
+ * A decoder may pause (sync barrier): the socket stops being read and unconsumed bytes stay
+ * queued until {@link #resumeDecoding()}. Everything runs on this connection's event
  * loop; other threads go through {@link #runOnLoop}.
  */
 public final class Connection {
@@ -72,6 +78,165 @@ public final class Connection {
     /** The replica's open-connection count was decremented for this connection. */
     private boolean counted;
 
+    // ------------------------------------------------------------------ TLS
+
+    /** TLS: not placed in the order yet (no byte is classified before it is). */
+    private boolean handshaking;
+    /** TLS: the session this connection was placed in, and its role there. */
+    private IncomingMigration ordered;
+    private boolean orderedMain;
+    private long acceptSeq;
+
+    /**
+     * A connection of a TLS replica port: puts an {@link SslHandler} at the head of the pipeline
+     * (called from the connect handler, before the first read), then waits for the handshake.
+     *
+     * <p>Classification by order (PROTOCOL.md §1.2: a QEMU destination cannot peek under TLS, so
+     * the first channel of a migration is the main channel and every later one a multifd
+     * channel). The order is the <b>accept order</b> (as our connect handlers register
+     * connections, {@link Replica#tlsAccepted}) among connections that pass the handshake, not
+     * the order in which handshakes finish: a QEMU source (7.2 and 11.1) connects its multifd
+     * channels only after the main channel's handshake finished on its side, so the main channel
+     * is always accepted first — but its handshake can finish on our side after theirs (traced
+     * with both versions, multifd 4: the main channel's handshake completed after three or all
+     * four of the multifd channels', by up to ~45 ms, although they were accepted 20-40 ms after
+     * it; ordering by handshake completion failed 4 of 4 such runs, with NIO and io_uring). A connection
+     * that fails its handshake takes no place; one accepted earlier and still in its handshake
+     * holds back the choice of the main channel until it ends (at most the handshake timeout).
+     * The first 4 decrypted bytes must then match the role; if not, the session is rejected as
+     * {@code channel-order} (a named error, not a hang).
+     */
+    public static Connection tls(Replica replica, NetSocketInternal socket, Context context, SslContext ssl, long timeoutMs) {
+        Connection c = new Connection(replica, socket, context);
+        c.handshaking = true;
+        c.acceptSeq = replica.tlsAccepted(c);
+        var ch = socket.channelHandlerContext().channel();
+        String host = null;
+        int port = -1;
+        if (ch.remoteAddress() instanceof InetSocketAddress a) {
+            host = a.getHostString();
+            port = a.getPort();
+        }
+        SslHandler h = ssl.newHandler(ch.alloc(), host, port);
+        h.setHandshakeTimeoutMillis(timeoutMs);
+        ch.pipeline().addFirst("mfc-tls", h);
+        h.handshakeFuture().addListener(f -> c.runOnLoopNow(() -> {
+            if (f.isSuccess()) {
+                replica.tlsHandshakeEnded(c.acceptSeq, c, true, Connection::place);
+            } else {
+                c.handshakeFailed(f.cause());
+                replica.tlsHandshakeEnded(c.acceptSeq, c, false, Connection::place);
+            }
+        }));
+        return c;
+    }
+
+    /** Runs {@code r} now when on this connection's loop (the handshake listener is), else queues it there. */
+    private void runOnLoopNow(Runnable r) {
+        if (socket.channelHandlerContext().executor().inEventLoop()) {
+            r.run();
+        } else {
+            runOnLoop(r);
+        }
+    }
+
+    private static void place(Replica.Placement p) {
+        p.connection().runOnLoopNow(() -> p.connection().placed(p.session(), p.main()));
+    }
+
+    /** TLS: this connection's place in the order is decided; classify what it has sent. */
+    private void placed(IncomingMigration s, boolean main) {
+        handshaking = false;
+        if (s == null) {
+            reject(replica.refusal(this));      // the replica failed over and refuses new migrations
+            return;
+        }
+        ordered = s;
+        orderedMain = main;
+        LOG.fine(() -> replica.name() + ": TLS channel " + remote() + " is the " + (main ? "main" : "a multifd")
+                + " channel by accept order");
+        if (decoder == null) {
+            classify();       // bytes that came while the place was being decided
+        }
+        if (closeSeen) {
+            closeSeen = false;
+            onClosed();       // the peer closed while the place was being decided: handle it now, in order
+        }
+    }
+
+    private void handshakeFailed(Throwable cause) {
+        handshaking = false;
+        String why = handshakeFailure(cause);
+        ProtocolException e = new ProtocolException(Rule.TLS_HANDSHAKE, "TLS handshake from " + remote() + " failed: " + why);
+        rejected = true;
+        // one line, and the replica keeps listening: this connection never joined a session
+        LOG.warning(replica.name() + ": " + e.getMessage());
+        replica.countRejection(e);
+        releasePending();
+        socket.close();
+    }
+
+    /** One short reason for the log line (JSSE's own text where it has one: it names the certificate problem). */
+    static String handshakeFailure(Throwable cause) {
+        if (cause instanceof io.netty.handler.ssl.SslHandshakeTimeoutException) {
+            return "no complete handshake in time (" + cause.getMessage() + ")";
+        }
+        if (cause instanceof io.netty.handler.ssl.NotSslRecordException n) {
+            String m = String.valueOf(n.getMessage());
+            int at = m.lastIndexOf(' ');
+            String hex = at < 0 ? "" : m.substring(at + 1);
+            return "not a TLS client (its first bytes: " + hex.substring(0, Math.min(16, hex.length())) + ")";
+        }
+        if (cause instanceof java.nio.channels.ClosedChannelException) {
+            return "the connection closed before the handshake finished";
+        }
+        String why = cause.getMessage() == null ? cause.getClass().getSimpleName() : cause.getMessage();
+        return why.length() > 300 ? why.substring(0, 300) + "..." : why;
+    }
+
+    /** TLS: the first 4 decrypted bytes must fit the role the accept order gave this connection. */
+    private void classifyByOrder(int magic) {
+        IncomingMigration s = ordered;
+        if (s.finished()) {
+            closeQuietly();      // the migration it was ordered into has ended meanwhile
+            return;
+        }
+        String expected = orderedMain ? "QEVM" : "the multifd magic";
+        ProtocolException wrong = null;
+        if (magic == (orderedMain ? Wire.QEVM_MAGIC : Wire.MULTIFD_MAGIC)) {
+            int n = pendingBytes;
+            session = s;
+            if (orderedMain) {
+                s.attachMain(this);
+            } else {
+                s.attachMultifd(this);
+            }
+            if (!rejected) {
+                s.countBytes(-1, n);
+            }
+            return;
+        } else if (magic == Wire.QEVM_MAGIC || magic == Wire.MULTIFD_MAGIC) {
+            wrong = new ProtocolException(Rule.CHANNEL_ORDER, String.format("TLS connection from %s is %s channel by"
+                    + " order (with TLS, channels are classified by accept order: the first connection of a migration is"
+                    + " the main channel, later ones are multifd channels) but starts with %s, not %s", remote(),
+                    orderedMain ? "the main" : "a multifd", magic == Wire.QEVM_MAGIC ? "QEVM" : "the multifd magic", expected));
+        } else {
+            wrong = new ProtocolException(Rule.CHANNEL_MAGIC, String.format("TLS connection from %s (%s channel by order)"
+                    + " starts with 0x%08x, not %s", remote(), orderedMain ? "main" : "a multifd", magic, expected));
+        }
+        // its place in the order is taken: the migration cannot go on (QEMU's destination fails it too)
+        rejected = true;
+        releasePending();
+        socket.close();
+        if (s.finished()) {
+            replica.countRejection(wrong);
+            ProtocolException w = wrong;
+            LOG.warning(() -> replica.name() + ": rejected connection " + remote() + ": " + w.getMessage());
+        } else {
+            s.fail(wrong);
+        }
+    }
+
     public io.vertx.core.Vertx vertx() {
         return context.owner();
     }
@@ -119,7 +284,9 @@ public final class Connection {
         pending.add(buf);
         pendingBytes += n;
         if (decoder == null) {
-            classify();
+            if (!handshaking) {
+                classify();
+            }
         } else if (!paused) {
             drain();
         } else {
@@ -129,7 +296,7 @@ public final class Connection {
 
     /** Peeks the first 4 bytes without consuming them (§1.2). */
     private void classify() {
-        if (pendingBytes < 4) {
+        if (pendingBytes < 4 || closed || rejected) {
             return;
         }
         int magic = 0;
@@ -138,6 +305,10 @@ public final class Connection {
             for (int i = b.readerIndex(); i < b.writerIndex() && got < 4; i++, got++) {
                 magic = (magic << 8) | (b.getByte(i) & 0xff);
             }
+        }
+        if (ordered != null) {
+            classifyByOrder(magic);
+            return;
         }
         if (magic != Wire.QEVM_MAGIC && magic != Wire.MULTIFD_MAGIC) {
             reject(new ProtocolException(Rule.CHANNEL_MAGIC,
@@ -304,6 +475,18 @@ public final class Connection {
             return;
         }
         closeSeen = true;
+        if (handshaking && !rejected) {
+            return;           // TLS: handled once this connection's place in the order is decided
+        }
+        if (decoder == null && !rejected && ordered != null && !ordered.finished()) {
+            // TLS: a channel holds its place in the order from its handshake on; closing before its
+            // first 4 bytes leaves the migration without that channel
+            closed = true;
+            releasePending();
+            ordered.fail(new ProtocolException(Rule.CHANNEL_CLOSED, "TLS connection " + remote() + " (the "
+                    + (orderedMain ? "main" : "a multifd") + " channel by order) closed before sending its first bytes"));
+            return;
+        }
         if (decoder == null || rejected) {
             closed = true;
             releasePending();
