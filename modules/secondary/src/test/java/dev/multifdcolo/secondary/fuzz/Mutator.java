@@ -192,6 +192,15 @@ public final class Mutator {
         }
         int start = r.nextInt(b.length);
         boolean u8 = r.nextInt(4) == 0;
+        if (!u8 && r.nextInt(3) == 0) {
+            // a be32 equal to the length of everything after it (VMDESCRIPTION, a trailing blob)
+            for (int p = b.length - 8; p >= 0; p--) {
+                if (ByteBuffer.wrap(b).getInt(p) == b.length - p - 4) {
+                    start = p;
+                    break;
+                }
+            }
+        }
         for (int k = 0; k < 4096; k++) {
             int p = (start + k) % (b.length - 4);
             long v = u8 ? b[p] & 0xff : ByteBuffer.wrap(b).getInt(p) & 0xffffffffL;

@@ -59,6 +59,10 @@ public final class Seeds {
             l.add(generate(f, 2, Compression.ZLIB, 0, false, s++));
             l.add(generate(f, 2, Compression.ZSTD, 0, false, s++));
         }
+        // EOF right after the RAM END section: the VMDESCRIPTION is read by its length (§7.7)
+        Seed bare = generate(Framing.LEGACY, 0, Compression.NONE, 0, false, s);
+        l.add(new Seed(bare.name() + " without devices", withoutDevices(bare.main()), List.of(), Compression.NONE,
+                FlushMode.LEGACY, false, -1, -1, null, bare.ramBytes()));
         return l;
     }
 
@@ -106,6 +110,26 @@ public final class Seeds {
                 channels.stream().map(c -> Captures.load(dir + "/" + c)).toList(), Compression.NONE, flush, true, precopyEnd,
                 -1, null, 16L << 20);
         return FuzzRig.coloBoundary(raw);
+    }
+
+    /** The same precopy with its device sections cut out (EOF and the vmdesc follow the RAM END). */
+    static byte[] withoutDevices(byte[] main) {
+        StreamWriter w = StreamWriter.buffered(1024);
+        try {
+            NoneMachine.of(NoneMachine.Flavor.QEMU_7_2).writeDeviceSections(w);
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        byte[] dev = w.toByteArray();
+        for (int p = 0; p + dev.length <= main.length; p++) {
+            if (java.util.Arrays.equals(main, p, p + dev.length, dev, 0, dev.length)) {
+                byte[] out = new byte[main.length - dev.length];
+                System.arraycopy(main, 0, out, 0, p);
+                System.arraycopy(main, p + dev.length, out, p, main.length - p - dev.length);
+                return out;
+            }
+        }
+        throw new IllegalStateException("device sections not found");
     }
 
     // ------------------------------------------------------------------ the generator
