@@ -17,7 +17,6 @@ import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.TimeUnit;
-import java.util.function.LongSupplier;
 
 /**
  * The fuzzing frame: how many inputs a target gets ({@code -Dfuzz.tries}, total over all targets,
@@ -232,11 +231,6 @@ public final class Fuzz {
             s.maxAllocBound = bound;
         }
         s.maxNanos = Math.max(s.maxNanos, nanos);
-    }
-
-    static LongSupplier allocated() {
-        long tid = Thread.currentThread().threadId();
-        return () -> THREADS.getThreadAllocatedBytes(tid);
     }
 
     // ------------------------------------------------------------------ the report

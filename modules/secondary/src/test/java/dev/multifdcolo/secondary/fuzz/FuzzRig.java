@@ -18,7 +18,6 @@ import dev.multifdcolo.wire.ProtocolException;
 import dev.multifdcolo.wire.Rule;
 
 import java.nio.ByteBuffer;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -436,9 +435,5 @@ final class FuzzRig {
         }
         return new Seeds.Seed(s.name(), s.main(), s.channels(), s.compression(), s.flush(), true, s.precopyEnd(),
                 (int) rig.atCommit1[0], chPrefix, s.ramBytes());
-    }
-
-    static List<byte[]> copy(List<byte[]> l) {
-        return new ArrayList<>(l);
     }
 }
