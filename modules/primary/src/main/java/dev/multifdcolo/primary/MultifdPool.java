@@ -256,6 +256,23 @@ final class MultifdPool implements AutoCloseable {
         for (Channel ch : channels) {
             ch.thread.interrupt();
         }
+        // wait (bounded) until the writers have let go of the guest memory: the caller closes it
+        // next, and a shared arena cannot close while a thread still holds one of its segments
+        // ("Session is acquired by 4 clients" after a stalled destination)
+        for (Channel ch : channels) {
+            if (ch.thread == Thread.currentThread()) {
+                continue;
+            }
+            try {
+                if (!ch.thread.join(java.time.Duration.ofSeconds(5))) {
+                    System.getLogger(MultifdPool.class.getName()).log(System.Logger.Level.WARNING,
+                            "multifd channel " + ch.id + " writer still running 5 s after close");
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
+        }
     }
 
     /** One multifd connection and its writer thread. */
