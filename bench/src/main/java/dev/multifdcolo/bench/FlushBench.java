@@ -97,6 +97,9 @@ public class FlushBench {
     @State(Scope.Thread)
     @BenchmarkMode(Mode.AverageTime)
     @OutputTimeUnit(TimeUnit.NANOSECONDS)
+    @Warmup(iterations = 3, time = 1)
+    @Measurement(iterations = 5, time = 1)
+    @Fork(value = 1, jvmArgsAppend = {"-Xmx512m"})
     public static class Record {
         DirtyBitmap bitmap = new DirtyBitmap(RAM / 4096);
         long[] offsets = new long[128];

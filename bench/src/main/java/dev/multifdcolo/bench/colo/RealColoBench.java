@@ -205,6 +205,10 @@ public final class RealColoBench {
     }
 
     public static void main(String[] args) throws Exception {
+        if (args.length == 2 && args[0].equals("--replot")) {
+            replot(Path.of(args[1]));
+            return;
+        }
         Options opt;
         try {
             opt = Options.parse(args);
@@ -609,18 +613,7 @@ public final class RealColoBench {
                 }
             }
         }
-        List<String> plots = new ArrayList<>();
-        for (String m : List.of("ram", "pause", "share")) {
-            List<double[]> xs = new ArrayList<>();
-            for (String k : keys) {
-                xs.add(by.get(k).stream().mapToDouble(METRICS.get(m)::of).toArray());
-            }
-            String name = "cdf-" + m + ".png";
-            if (ColoPlots.cdf(opt.out.resolve(name), "CDF of " + m + " per checkpoint (primary's trace)", m + " (ms, log scale)",
-                    keys, xs)) {
-                plots.add(name);
-            }
-        }
+        List<String> plots = plots(opt.out, keys, by);
         sb.append("\nPlots: ").append(String.join(", ", plots.stream().map(p -> "[" + p + "](" + p + ")").toList()))
                 .append(". Raw rows: [checkpoints.csv](checkpoints.csv). Histograms (HdrHistogram percentile distributions, ms): ");
         List<String> hs = new ArrayList<>();
@@ -643,6 +636,44 @@ public final class RealColoBench {
         }
         sb.append(String.join(", ", hs)).append(". Per run: `runs/NN-CELL-SECONDARY/primary-trace.log`.\n");
         return sb.toString();
+    }
+
+
+    /** CDFs of ram, pause and share, one plot per workload (light, heavy) and metric, one line per cell x secondary. */
+    static List<String> plots(Path dir, List<String> keys, Map<String, List<Cp>> by) throws IOException {
+        List<String> plots = new ArrayList<>();
+        for (String w : List.of("light", "heavy")) {
+            List<String> ks = keys.stream().filter(k -> k.startsWith(w + "-")).toList();
+            if (ks.isEmpty()) {
+                continue;
+            }
+            for (String m : List.of("ram", "pause", "share")) {
+                List<double[]> xs = new ArrayList<>();
+                for (String k : ks) {
+                    xs.add(by.get(k).stream().mapToDouble(METRICS.get(m)::of).toArray());
+                }
+                String name = "cdf-" + m + "-" + w + ".png";
+                if (ColoPlots.cdf(dir.resolve(name), "CDF of " + m + " per checkpoint, " + w + " guest (primary's trace)",
+                        m + " (ms, log scale)", ks, xs)) {
+                    plots.add(name);
+                }
+            }
+        }
+        return plots;
+    }
+
+    /** {@code --replot DIR}: the plots again from {@code DIR/checkpoints.csv}. */
+    static void replot(Path dir) throws IOException {
+        Map<String, List<Cp>> by = new LinkedHashMap<>();
+        List<String> lines = Files.readAllLines(dir.resolve("checkpoints.csv"));
+        for (String l : lines.subList(1, lines.size())) {
+            String[] f = l.split(",");
+            long ram = Math.round(Double.parseDouble(f[8]) * 1000);
+            long pause = Math.round(Double.parseDouble(f[9]) * 1000);
+            by.computeIfAbsent(f[2] + " " + f[3], k -> new ArrayList<>())
+                    .add(new Cp(0, 0, 0, 0, ram, Long.parseLong(f[6]), 0, 0, pause));
+        }
+        System.out.println(plots(dir, List.copyOf(by.keySet()), by));
     }
 
     // ------------------------------------------------------------------ helpers
