@@ -96,6 +96,9 @@ public final class IncomingMigration {
     private long sendNanos;
     private long transferNanos;
     private volatile boolean flushing;
+    /** loaded-before-flush: VMSTATE_LOADED of the checkpoint being flushed was sent already, at {@link #loadedNanos}. */
+    private volatile boolean loadedEarly;
+    private volatile long loadedNanos;
     private volatile String pendingFailover;
     private volatile boolean liveState;
     // issue 8, crash consistency: the redo/commit journal of a file-backed COLO replica (else null)
@@ -771,7 +774,15 @@ public final class IncomingMigration {
         long k = epoch + 1;
         // issue 8: redo record (cache + pages to flush) durable before the first page is copied,
         // the commit durable before LOADED; no-ops without a journal
-        journaled(j -> j.beginFlush(k, blob)).compose(v -> flushToGuest())
+        boolean early = live().coloOptions().loadedBeforeFlush();
+        journaled(j -> j.beginFlush(k, blob)).andThen(ar -> {
+            if (ar.succeeded() && early && !finished.get() && pendingFailover == null) {
+                // the checkpoint is complete (and, file-backed, redoable): the primary may go on
+                loadedEarly = true;
+                loadedNanos = System.nanoTime();
+                sendColo(ColoMessage.VMSTATE_LOADED);
+            }
+        }).compose(v -> flushToGuest())
                 .compose(st -> journaled(j -> j.commit(k, blob)).map(st))
                 .compose(st -> digest().map(d -> new Flushed(st, d)))
                 .onComplete(ar -> main.runOnLoop(() -> {
@@ -871,7 +882,9 @@ public final class IncomingMigration {
         committedBlob = blob;
         epoch++;
         checkpointStartNanos = 0;
-        long pause = System.nanoTime() - requestNanos;
+        boolean early = loadedEarly;
+        loadedEarly = false;
+        long pause = (early ? loadedNanos : System.nanoTime()) - requestNanos;
         Checkpoint cp = new Checkpoint(epoch, pages, runs, transferNanos, flushNanos, pause, blob.length, digest);
         lastCheckpoint = cp;
         LOG.info(() -> String.format("%s: checkpoint %d committed: %d dirty pages flushed in %.2f ms (%d runs),"
@@ -884,7 +897,9 @@ public final class IncomingMigration {
             finishFailover(deferred);
             return;
         }
-        sendColo(ColoMessage.VMSTATE_LOADED);
+        if (!early) {
+            sendColo(ColoMessage.VMSTATE_LOADED);
+        }
         colo.checkpointDone();
         main.resumeDecoding();
     }

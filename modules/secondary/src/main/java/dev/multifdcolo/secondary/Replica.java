@@ -367,7 +367,7 @@ public final class Replica {
     private static ReplicaConfig structural(ReplicaConfig c) {
         ReplicaConfig.ColoOptions o = c.coloOptions();
         return c.withGuards(ReplicaConfig.Guards.DEFAULT)
-                .withColo(new ReplicaConfig.ColoOptions(o.enabled(), o.checkpointDelayMs(), 1, 1, o.maxBlob(), false));
+                .withColo(new ReplicaConfig.ColoOptions(o.enabled(), o.checkpointDelayMs(), 1, 1, o.maxBlob(), false, false));
     }
 
     /**

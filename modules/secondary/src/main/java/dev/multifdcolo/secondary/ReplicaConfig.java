@@ -96,10 +96,11 @@ public record ReplicaConfig(
      * @param maxBlob           bound for VMSTATE_SIZE (device-state bytes per checkpoint)
      * @param digestOnCommit    compute and log a CRC32C image digest at every commit (verification:
      *                          it runs inside the checkpoint pause, ~0.1 s per GiB; off by default)
+     * @param loadedBeforeFlush VMSTATE_LOADED before the flush instead of after it (see {@link #withLoadedBeforeFlush})
      */
     public record ColoOptions(boolean enabled, long checkpointDelayMs, long heartbeatMs, int flushWorkers, long maxBlob,
-                              boolean digestOnCommit) {
-        public static final ColoOptions OFF = new ColoOptions(false, 20_000, 60_000, 2, 64L << 20, true);
+                              boolean digestOnCommit, boolean loadedBeforeFlush) {
+        public static final ColoOptions OFF = new ColoOptions(false, 20_000, 60_000, 2, 64L << 20, true, false);
 
         public ColoOptions {
             if (checkpointDelayMs <= 0 || heartbeatMs <= 0 || flushWorkers < 1 || flushWorkers > 64 || maxBlob <= 0
@@ -110,23 +111,35 @@ public record ReplicaConfig(
         }
 
         public static ColoOptions on(long checkpointDelayMs) {
-            return new ColoOptions(true, checkpointDelayMs, 3 * checkpointDelayMs, 2, 64L << 20, false);
+            return new ColoOptions(true, checkpointDelayMs, 3 * checkpointDelayMs, 2, 64L << 20, false, false);
         }
 
         public ColoOptions withHeartbeat(long ms) {
-            return new ColoOptions(enabled, checkpointDelayMs, ms, flushWorkers, maxBlob, digestOnCommit);
+            return new ColoOptions(enabled, checkpointDelayMs, ms, flushWorkers, maxBlob, digestOnCommit, loadedBeforeFlush);
         }
 
         public ColoOptions withFlushWorkers(int n) {
-            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, n, maxBlob, digestOnCommit);
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, n, maxBlob, digestOnCommit, loadedBeforeFlush);
         }
 
         public ColoOptions withMaxBlob(long bytes) {
-            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, bytes, digestOnCommit);
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, bytes, digestOnCommit,
+                    loadedBeforeFlush);
         }
 
         public ColoOptions withDigestOnCommit(boolean on) {
-            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, maxBlob, on);
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, maxBlob, on, loadedBeforeFlush);
+        }
+
+        /**
+         * Send VMSTATE_LOADED as soon as the checkpoint is complete (and, file-backed, its redo
+         * record durable), then flush: we run no guest, so nothing needs the flush inside the
+         * primary's pause. The checkpoint stays all or nothing: the next checkpoint's RAM waits
+         * at the gate and the main channel stays paused until the flush is done, and a failover
+         * during the flush finishes and commits it first (the primary already counts it).
+         */
+        public ColoOptions withLoadedBeforeFlush(boolean on) {
+            return new ColoOptions(enabled, checkpointDelayMs, heartbeatMs, flushWorkers, maxBlob, digestOnCommit, on);
         }
     }
 
@@ -240,7 +253,7 @@ public record ReplicaConfig(
             "flush-mode", "multifd-compression", "uuid", "max-ram", "backing-dir", "max-device-state", "max-vmdesc", "machine",
             "colo", "x-checkpoint-delay", "heartbeat-timeout-ms", "flush-workers", "blob-limit", "digest-on-commit",
             "channel-setup-timeout-ms", "stall-timeout-ms", "min-rate", "checkpoint-timeout-ms", "max-connections",
-            "after-failover", "tls");
+            "after-failover", "tls", "loaded-before-flush");
 
     /**
      * Reads a replica from its JSON config object (conf/ files, through Vert.x Config).
@@ -269,7 +282,7 @@ public record ReplicaConfig(
         ColoOptions colo = new ColoOptions(bool(j, "colo", false), delay,
                 integer(j, "heartbeat-timeout-ms", 3 * delay, 1, Long.MAX_VALUE),
                 (int) integer(j, "flush-workers", 2, 1, 64), size(j, "blob-limit", 64L << 20, Integer.MAX_VALUE - 8),
-                bool(j, "digest-on-commit", false));
+                bool(j, "digest-on-commit", false), bool(j, "loaded-before-flush", false));
         return new ReplicaConfig(name, host, port,
                 (int) integer(j, "multifd-channels", 0, 0, 255),
                 FlushMode.parse(string(j, "flush-mode", "auto")),

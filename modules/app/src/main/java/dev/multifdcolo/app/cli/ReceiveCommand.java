@@ -100,6 +100,11 @@ public final class ReceiveCommand implements Callable<Integer> {
             description = "log a CRC32C digest of the image at every commit (verification; adds ~0.1 s per GiB to each pause)")
     boolean digestOnCommit;
 
+    @Option(names = "--loaded-before-flush",
+            description = "COLO: send VMSTATE_LOADED once the checkpoint is complete, then flush (shorter primary pause;"
+                    + " the checkpoint stays all or nothing)")
+    boolean loadedBeforeFlush;
+
     @Option(names = "--recover", description = "with --backing-dir: after a crash of a file-backed COLO secondary"
             + " (kill -9), finish an interrupted checkpoint flush, report the committed epoch, write its image to --out, exit")
     boolean recover;
@@ -170,7 +175,7 @@ public final class ReceiveCommand implements Callable<Integer> {
                     .withTls(tls());
             if (colo) {
                 ReplicaConfig.ColoOptions co = ReplicaConfig.ColoOptions.on(checkpointDelay).withFlushWorkers(flushWorkers)
-                        .withDigestOnCommit(digestOnCommit);
+                        .withDigestOnCommit(digestOnCommit).withLoadedBeforeFlush(loadedBeforeFlush);
                 cfg = cfg.withColo(heartbeat == null ? co : co.withHeartbeat(heartbeat));
             }
         } catch (IllegalArgumentException e) {

@@ -70,6 +70,12 @@ final class SecondaryRig implements AutoCloseable {
     }
 
     SecondaryRig(int multifd, long heartbeatMs, Compression compression) throws IOException {
+        this(multifd, heartbeatMs, compression, c -> c);
+    }
+
+    /** As above, with {@code tweak} applied to the replica's configuration. */
+    SecondaryRig(int multifd, long heartbeatMs, Compression compression,
+                 java.util.function.UnaryOperator<ReplicaConfig> tweak) throws IOException {
         this.multifd = multifd;
         this.compression = compression;
         this.vertx = Transports.vertx(TRANSPORT, new VertxOptions().setEventLoopPoolSize(4)
@@ -81,6 +87,7 @@ final class SecondaryRig implements AutoCloseable {
                 .withColo(ReplicaConfig.ColoOptions.on(600).withHeartbeat(heartbeatMs).withDigestOnCommit(true))
                 // the rig runs session after session on one replica, failovers included
                 .withGuards(ReplicaConfig.Guards.DEFAULT.withAcceptAfterFailover(true));
+        cfg = tweak.apply(cfg);
         this.replica = new Replica(cfg);
         replica.onSessionStart(s -> {
             session.set(s);
