@@ -133,8 +133,9 @@ public final class RealColoBench {
                   --reps N            repetitions of the whole matrix; measured checkpoints per cell and
                                       secondary = reps x checkpoints (default 1)
                   --cells LIST        light|heavy-plain|mfN (default light-plain,light-mf4,heavy-plain,heavy-mf4)
-                  --secondaries LIST  qemu,ours[,ours-autobuf] (default qemu,ours); ours-autobuf = ours with
-                                      -Dmultifdcolo.receiveBuffer=0 (kernel-autotuned receive window, a what-if)
+                  --secondaries LIST  qemu,ours[,ours-autobuf][,ours-early] (default qemu,ours); ours-autobuf = ours with
+                                      -Dmultifdcolo.receiveBuffer=0 (kernel-autotuned receive window, a what-if);
+                                      ours-early = ours with --loaded-before-flush (LOADED before the flush)
                   --transport T       our secondary's transport: auto|io_uring|epoll|nio (default auto)
                   --jar FILE          our service jar (default target/multifd-colo.jar)
                   --quick             smoke run: light-plain,light-mf4, 8 checkpoints, 2 warm-up
@@ -184,8 +185,8 @@ public final class RealColoBench {
                 o.cells.add(Cell.parse(c.trim()));
             }
             for (String s : o.secondaries) {
-                if (!List.of("qemu", "ours", "ours-autobuf").contains(s)) {
-                    throw new IllegalArgumentException("--secondaries: qemu, ours, ours-autobuf");
+                if (!List.of("qemu", "ours", "ours-autobuf", "ours-early").contains(s)) {
+                    throw new IllegalArgumentException("--secondaries: qemu, ours, ours-autobuf, ours-early");
                 }
             }
             if (o.out == null) {
@@ -307,6 +308,9 @@ public final class RealColoBench {
                 cmd.addAll(List.of("-jar", opt.jar, "receive", "--listen", "127.0.0.1:" + port, "--colo",
                         "--x-checkpoint-delay", "600", "--multifd-channels", Integer.toString(c.channels),
                         "--transport", opt.transport, "--quiet", "--out", dir.resolve("ours-out").toString()));
+                if (sec.equals("ours-early")) {
+                    cmd.add("--loaded-before-flush");
+                }
                 Files.writeString(dir.resolve("ours-cmdline.txt"), String.join(" ", cmd) + "\n");
                 ours = new ProcessBuilder(cmd).redirectOutput(dir.resolve("ours-stdout.log").toFile())
                         .redirectError(dir.resolve("ours-stderr.log").toFile()).start();
