@@ -361,8 +361,8 @@ public final class ColoBench {
         log.printf(Locale.ROOT, "colo bench: %s RAM, %d cells, %d measured + %d warm-up checkpoints each, interval %d ms, %s%n",
                 human(opt.ram), opt.cells.size(), opt.checkpoints, opt.warmup, opt.intervalMs,
                 sequential ? "sequential" : "interleaved blocks of " + opt.block);
-        long[] cpu0 = machineCpu();
-        long self0 = procCpu(ProcessHandle.current().pid());
+        long[] cpu0 = ProcStat.machineCpu();
+        long self0 = ProcStat.procCpu(ProcessHandle.current().pid());
         Map<String, Long> childCpu = new HashMap<>();
         Map<String, Session> sessions = new java.util.LinkedHashMap<>();
         int status = 0;
@@ -372,7 +372,7 @@ public final class ColoBench {
                     Session s = open(c);
                     sessions.put(c.name, s);
                     measure(List.of(s));
-                    childCpu.put(c.name, procCpu(s.process.pid()));
+                    childCpu.put(c.name, ProcStat.procCpu(s.process.pid()));
                     s.close();
                 }
             } else {
@@ -384,7 +384,7 @@ public final class ColoBench {
                 }
                 measure(all);
                 for (Session s : all) {
-                    childCpu.put(s.cell.name, procCpu(s.process.pid()));
+                    childCpu.put(s.cell.name, ProcStat.procCpu(s.process.pid()));
                     s.close();
                 }
             }
@@ -404,8 +404,8 @@ public final class ColoBench {
             }
             notes.add("the run FAILED part-way (" + e.getMessage() + "); the tables hold what was measured");
         }
-        long[] cpu1 = machineCpu();
-        long self = procCpu(ProcessHandle.current().pid()) - self0;
+        long[] cpu1 = ProcStat.machineCpu();
+        long self = ProcStat.procCpu(ProcessHandle.current().pid()) - self0;
         long wall = System.nanoTime() - wall0;
         long children = childCpu.values().stream().mapToLong(Long::longValue).sum();
         long busy = cpu1[0] - cpu0[0];
@@ -553,35 +553,5 @@ public final class ColoBench {
             // unknown
         }
         return -1;
-    }
-
-    /** {busy ticks, total ticks} from /proc/stat. */
-    private static long[] machineCpu() {
-        try {
-            String[] f = Files.readAllLines(Path.of("/proc/stat")).getFirst().trim().split("\\s+");
-            long total = 0;
-            long idle = 0;
-            for (int i = 1; i < f.length && i <= 8; i++) {
-                long v = Long.parseLong(f[i]);
-                total += v;
-                if (i == 4 || i == 5) {
-                    idle += v;
-                }
-            }
-            return new long[] {total - idle, total};
-        } catch (IOException | RuntimeException e) {
-            return new long[] {0, 0};
-        }
-    }
-
-    /** user + system CPU nanoseconds of a process (10 ms ticks). */
-    private static long procCpu(long pid) {
-        try {
-            String s = Files.readString(Path.of("/proc/" + pid + "/stat"));
-            String[] f = s.substring(s.lastIndexOf(')') + 2).split(" ");
-            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) * 10_000_000L;
-        } catch (IOException | RuntimeException e) {
-            return 0;
-        }
     }
 }

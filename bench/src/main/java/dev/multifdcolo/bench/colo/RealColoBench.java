@@ -231,7 +231,7 @@ public final class RealColoBench {
     private int run() throws Exception {
         Files.createDirectories(opt.out);
         long wall0 = System.nanoTime();
-        long[] cpu0 = machineCpu();
+        long[] cpu0 = ProcStat.machineCpu();
         List<Run> runs = new ArrayList<>();
         int seq = 0;
         int status = 0;
@@ -261,7 +261,7 @@ public final class RealColoBench {
                 }
             }
         }
-        long[] cpu1 = machineCpu();
+        long[] cpu1 = ProcStat.machineCpu();
         double wall = (System.nanoTime() - wall0) / 1e9;
         String md = report(runs, wall, cpu1[1] - cpu0[1] == 0 ? 0 : 100.0 * (cpu1[0] - cpu0[0]) / (cpu1[1] - cpu0[1]));
         Files.writeString(opt.out.resolve("report.md"), md);
@@ -341,9 +341,9 @@ public final class RealColoBench {
                 q.setParameters(p);
                 q.migrate("tcp:127.0.0.1:" + port);
                 q.awaitMigrationStatus(Set.of("colo"), Duration.ofSeconds(120));
-                long[] m0 = machineCpu();
-                long p0 = procCpu(pri.pid());
-                long s0 = procCpu(secPid);
+                long[] m0 = ProcStat.machineCpu();
+                long p0 = ProcStat.procCpu(pri.pid());
+                long s0 = ProcStat.procCpu(secPid);
                 long t0 = System.nanoTime();
                 int want = opt.warmup + opt.checkpoints + 1;   // the last one may be cut by the end of the run
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30 + 5L * want);
@@ -367,10 +367,10 @@ public final class RealColoBench {
                     }
                     Thread.sleep(500);
                 }
-                long[] m1 = machineCpu();
+                long[] m1 = ProcStat.machineCpu();
                 double wall = (System.nanoTime() - t0) / 1e9;
-                double priCpu = (procCpu(pri.pid()) - p0) / 1e9;
-                double secCpu = (procCpu(secPid) - s0) / 1e9;
+                double priCpu = (ProcStat.procCpu(pri.pid()) - p0) / 1e9;
+                double secCpu = (ProcStat.procCpu(secPid) - s0) / 1e9;
                 double busy = m1[1] - m0[1] == 0 ? 0 : 100.0 * (m1[0] - m0[0]) / (m1[1] - m0[1]);
                 double other = Math.max(0, (m1[0] - m0[0]) / 100.0 - priCpu - secCpu);   // USER_HZ 100
                 String note = "";
@@ -642,7 +642,6 @@ public final class RealColoBench {
         return sb.toString();
     }
 
-
     /** CDFs of ram, pause and share, one plot per workload (light, heavy) and metric, one line per cell x secondary. */
     static List<String> plots(Path dir, List<String> keys, Map<String, List<Cp>> by) throws IOException {
         List<String> plots = new ArrayList<>();
@@ -702,36 +701,6 @@ public final class RealColoBench {
             });
         } catch (IOException ignored) {
             // best effort
-        }
-    }
-
-    /** {busy ticks, total ticks} from /proc/stat. */
-    static long[] machineCpu() {
-        try {
-            String[] f = Files.readAllLines(Path.of("/proc/stat")).getFirst().trim().split("\\s+");
-            long total = 0;
-            long idle = 0;
-            for (int i = 1; i < f.length && i <= 8; i++) {
-                long v = Long.parseLong(f[i]);
-                total += v;
-                if (i == 4 || i == 5) {
-                    idle += v;
-                }
-            }
-            return new long[] {total - idle, total};
-        } catch (IOException | RuntimeException e) {
-            return new long[] {0, 0};
-        }
-    }
-
-    /** user + system CPU nanoseconds of a process (10 ms ticks). */
-    static long procCpu(long pid) {
-        try {
-            String s = Files.readString(Path.of("/proc/" + pid + "/stat"));
-            String[] f = s.substring(s.lastIndexOf(')') + 2).split(" ");
-            return (Long.parseLong(f[11]) + Long.parseLong(f[12])) * 10_000_000L;
-        } catch (IOException | RuntimeException e) {
-            return 0;
         }
     }
 }

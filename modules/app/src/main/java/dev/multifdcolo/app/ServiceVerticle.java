@@ -297,7 +297,7 @@ public final class ServiceVerticle extends VerticleBase {
         running.put(cfg.name(), m);
         return m.replica().deploy(vertx, n)
                 .onSuccess(ids -> {
-                    m.started(ids);
+                    m.started();
                     LOG.info("started " + cfg + " on " + n + " event loop(s)");
                 })
                 .onFailure(e -> {

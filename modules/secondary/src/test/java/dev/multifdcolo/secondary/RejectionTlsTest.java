@@ -37,11 +37,11 @@ import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 import java.util.logging.Handler;
 import java.util.logging.LogRecord;
 import java.util.logging.Logger;
 
+import static dev.multifdcolo.secondary.RejectionNetworkTest.await;
 import static dev.multifdcolo.secondary.RejectionNetworkTest.rejected;
 import static dev.multifdcolo.secondary.RejectionNetworkTest.says;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
@@ -239,16 +239,6 @@ class RejectionTlsTest {
             } catch (IOException ignored) {
                 // best effort
             }
-        }
-    }
-
-    static void await(BooleanSupplier condition, String what) throws InterruptedException {
-        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-        while (!condition.getAsBoolean()) {
-            if (System.nanoTime() > deadline) {
-                throw new AssertionError("timed out waiting for " + what);
-            }
-            Thread.sleep(5);
         }
     }
 

@@ -9,7 +9,6 @@ import dev.multifdcolo.secondary.colo.Checkpoint;
 import dev.multifdcolo.wire.Rule;
 import io.vertx.core.json.JsonObject;
 
-import java.util.List;
 
 /**
  * A replica as the service runs it: its {@link Replica}, deployment ids, metrics, and the image
@@ -20,7 +19,6 @@ import java.util.List;
 public final class ManagedReplica {
     private final ReplicaConfig config;
     private final Replica replica;
-    private volatile List<String> deployments = List.of();
     private volatile ReplicaMetrics metrics;
     private volatile boolean stopping;
     private volatile boolean listening;
@@ -60,12 +58,8 @@ public final class ManagedReplica {
         return config.name();
     }
 
-    public List<String> deployments() {
-        return deployments;
-    }
-
-    public void started(List<String> ids) {
-        deployments = List.copyOf(ids);
+    /** The replica's listeners are up (it is undeployed through {@link Replica#undeploy}). */
+    public void started() {
         listening = true;
     }
 

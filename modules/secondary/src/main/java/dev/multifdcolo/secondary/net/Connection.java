@@ -67,7 +67,7 @@ public final class Connection {
         });
         socket.exceptionHandler(e -> LOG.fine(() -> "socket error from " + remote() + ": " + e));
         long setup = replica.config().guards().setupTimeoutMs();
-        context.owner().setTimer(setup, id -> runOnLoop(() -> {
+        setupTimer = context.owner().setTimer(setup, id -> runOnLoop(() -> {
             if (decoder == null && !rejected && !closeSeen) {
                 reject(new ProtocolException(Rule.TIMEOUT, String.format("connection %s sent %d byte(s) in %d ms,"
                         + " not enough to tell its channel (channel-setup-timeout-ms)", remote(), pendingBytes, setup)));
@@ -77,6 +77,8 @@ public final class Connection {
 
     /** The replica's open-connection count was decremented for this connection. */
     private boolean counted;
+    /** Drops a connection that does not say what it is in time; cancelled once it is classified. */
+    private final long setupTimer;
 
     // ------------------------------------------------------------------ TLS
 
@@ -337,6 +339,7 @@ public final class Connection {
     /** Called by the session once classified. */
     public void start(Decoder d) {
         this.decoder = d;
+        context.owner().cancelTimer(setupTimer);
         if (!rejected) {
             drain();
         }
