@@ -45,6 +45,12 @@ final class MultifdPool implements AutoCloseable {
         RamBlock block;
         byte[] blockName;
         int count;
+        /**
+         * packet_num, given when the job is queued (by the one producer thread), not when a
+         * channel writes it: QEMU numbers packets in the migration thread too, so the numbers
+         * follow the queueing order whatever order the channel threads run in.
+         */
+        long packetNum;
 
         Job(int kind) {
             this.kind = kind;
@@ -56,7 +62,6 @@ final class MultifdPool implements AutoCloseable {
         }
     }
 
-    private static final Job SYNC = new Job(Job.SYNC);
     private static final Job STOP = new Job(Job.STOP);
 
     private final Framing framing;
@@ -147,6 +152,7 @@ final class MultifdPool implements AutoCloseable {
     /** Queues a filled job on the next channel that has room (round robin, as QEMU picks). */
     void dispatch(Job j) throws IOException {
         checkFailure();
+        j.packetNum = packetNum.getAndIncrement();
         int n = channels.size();
         for (int k = 0; k < n; k++) {
             int i = (next + k) % n;
@@ -174,7 +180,9 @@ final class MultifdPool implements AutoCloseable {
     /** One SYNC packet per channel after everything queued; returns once all were written. */
     void sync() throws IOException {
         for (Channel ch : channels) {
-            put(ch, SYNC);
+            Job sync = new Job(Job.SYNC);
+            sync.packetNum = packetNum.getAndIncrement();
+            put(ch, sync);
         }
         try {
             while (!synced.tryAcquire(channels.size(), POLL_MS, TimeUnit.MILLISECONDS)) {
@@ -319,7 +327,7 @@ final class MultifdPool implements AutoCloseable {
                     }
                     if (j.kind == Job.SYNC) {
                         int alloc = framing == Framing.LEGACY ? Wire.PAGES_PER_PACKET : 0;
-                        ByteBuffer h = packet.sync(packetNum.getAndIncrement(), alloc);
+                        ByteBuffer h = packet.sync(j.packetNum, alloc);
                         try {
                             if (!dead) {
                                 write(h);
@@ -402,7 +410,7 @@ final class MultifdPool implements AutoCloseable {
             if (compression == Compression.NONE || normal == 0) {
                 int payload = normal * Wire.PAGE_SIZE;
                 header = packet.data(flags, normal, zero, compression == Compression.NONE ? payload : 0,
-                        packetNum.getAndIncrement(), j.blockName, entries, 0);
+                        j.packetNum, j.blockName, entries, 0);
                 if (compression == Compression.NONE) {
                     k = pageRuns(j.block, normal, 1);
                 } else {
@@ -423,7 +431,7 @@ final class MultifdPool implements AutoCloseable {
                 compressed.clear();
                 int len = compressor.compress(in, compressed);
                 compressed.limit(len).position(0);
-                header = packet.data(flags, normal, zero, len, packetNum.getAndIncrement(), j.blockName, entries, 0);
+                header = packet.data(flags, normal, zero, len, j.packetNum, j.blockName, entries, 0);
                 iov[1] = compressed;
                 k = 2;
                 total = Wire.PACKET_HEADER_LEN + (long) len;
